@@ -1,0 +1,49 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Everything else (lint, bench, build, deploy) builds on the same virtual environment.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# sam build needs the Lambda runtime's interpreter (python3.13) on PATH.
+PY313 := $(shell command -v python3.13 2>/dev/null || ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
+
+.PHONY: install demo test lint bench build deploy delete clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/jitr demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/sam validate --lint --template template.yaml
+	$(BIN)/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml
+
+bench: $(STAMP)
+	$(BIN)/python -m jitr.bench
+
+build: $(STAMP)
+	@test -n "$(PY313)" || { echo "sam build needs python3.13 on PATH (pyenv install 3.13, or your OS package)"; exit 2; }
+	PATH="$(dir $(PY313)):$$PATH" $(BIN)/sam build
+
+deploy: build
+	$(BIN)/sam deploy --guided
+
+delete: $(STAMP)
+	$(BIN)/sam delete
+
+clean:
+	rm -rf $(VENV) .aws-sam .bench .pytest_cache .mypy_cache .ruff_cache
