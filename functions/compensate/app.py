@@ -1,0 +1,133 @@
+"""Compensate: undo what this execution did, and leave the certificate unusable.
+
+Runs when any step failed. In order: the certificate leaves PENDING_ACTIVATION/ACTIVE for
+INACTIVE (REVOKED when the CRL named it), so no device connects with a half-made
+registration; then the policy and thing attachments this execution may have made are
+detached; then the thing is deleted, only when this execution created it and no other
+certificate uses it. A failure before the certificate was read (a malformed event, an unknown
+certificate) writes nothing. The result's ``outcome`` picks the execution's final state.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+from jitr_core.aws import AwsClients, aws_errors_translated, error_code
+from jitr_core.errors import CertificateRevoked, is_rejection
+from jitr_core.models import (
+    CertificateInfo,
+    CompensationResult,
+    PolicyRef,
+    StepError,
+    StepInput,
+    ThingRef,
+    parse_state,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_iot import IoTClient
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+clients = AwsClients()
+
+# Statuses compensation moves away from; any other status (INACTIVE, REVOKED...) is left alone.
+LIVE_STATUSES = frozenset({"PENDING_ACTIVATION", "ACTIVE"})
+
+
+class CompensateInput(StepInput):
+    error: StepError
+    certificate: CertificateInfo | None = None
+    policy: PolicyRef | None = None
+    thing: ThingRef | None = None
+
+
+def _ignoring_not_found(call: Any, **kwargs: Any) -> bool:
+    """Run an undo call; False when there was nothing to undo."""
+    try:
+        call(**kwargs)
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return False
+        raise
+    return True
+
+
+def disable_certificate(iot: IoTClient, certificate_id: str, revoked: bool) -> str:
+    """Move a live certificate to INACTIVE or REVOKED; never downgrade REVOKED."""
+    status = str(iot.describe_certificate(certificateId=certificate_id)["certificateDescription"]["status"])
+    target = "REVOKED" if revoked else "INACTIVE"
+    if status in LIVE_STATUSES or (revoked and status == "INACTIVE"):
+        iot.update_certificate(certificateId=certificate_id, newStatus=target)  # type: ignore[arg-type]
+        return target
+    return status
+
+
+def compensate(iot: IoTClient, state: CompensateInput) -> CompensationResult:
+    error_name = state.error.Error
+    outcome = "REJECTED" if is_rejection(error_name) else "FAILED"
+    if state.certificate is None:
+        return CompensationResult(outcome=outcome, certificate_status=None, undone=[])
+    certificate = state.certificate
+    undone: list[str] = []
+    status = disable_certificate(iot, certificate.certificate_id, revoked=error_name == CertificateRevoked.__name__)
+    undone.append(f"certificate {status}")
+    # A thing in the state means CreateThing finished: the failed step was AttachPrincipal or
+    # ActivateCertificate, and either attachment may exist.
+    if state.thing is not None:
+        if state.policy is not None and _ignoring_not_found(
+            iot.detach_policy, policyName=state.policy.policy_name, target=certificate.certificate_arn
+        ):
+            undone.append(f"policy {state.policy.policy_name} detached")
+        if _ignoring_not_found(
+            iot.detach_thing_principal, thingName=state.thing.thing_name, principal=certificate.certificate_arn
+        ):
+            undone.append(f"thing {state.thing.thing_name} detached")
+        if state.thing.created:
+            undone.extend(delete_thing_if_unused(iot, state.thing.thing_name))
+    return CompensationResult(outcome=outcome, certificate_status=status, undone=undone)
+
+
+def delete_thing_if_unused(iot: IoTClient, thing_name: str) -> list[str]:
+    """Delete a thing this execution created, unless another certificate has been attached to it."""
+    try:
+        principals = iot.list_thing_principals(thingName=thing_name)["principals"]
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return []
+        raise
+    if principals:
+        logger.warning("thing kept: other certificates are attached", extra={"thingName": thing_name})
+        return []
+    iot.delete_thing(thingName=thing_name)
+    return [f"thing {thing_name} deleted"]
+
+
+@logger.inject_lambda_context(correlation_id_path="certificateId")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@aws_errors_translated()
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    state = parse_state(event, CompensateInput)
+    result = compensate(clients.iot(), state)
+    if result.outcome == "REJECTED":
+        metrics.add_metric(name="RegistrationsRejected", unit=MetricUnit.Count, value=1)
+        with single_metric(
+            name="RegistrationsRejectedByReason",
+            unit=MetricUnit.Count,
+            value=1,
+            default_dimensions=metrics.default_dimensions,
+        ) as by_reason:
+            by_reason.add_dimension(name="reason", value=state.error.Error)
+    else:
+        metrics.add_metric(name="RegistrationsFailed", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "registration undone",
+        extra={"error": state.error.Error, "cause": state.error.Cause, **result.to_state()},
+    )
+    return result.to_state()

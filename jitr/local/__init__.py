@@ -1,0 +1,1 @@
+"""The embedded local runtime: the project's SAM template, state machine and handlers on moto."""

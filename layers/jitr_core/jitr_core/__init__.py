@@ -1,0 +1,1 @@
+"""Code shared by the registration workflow's functions (deployed as a Lambda layer)."""
