@@ -16,11 +16,11 @@ from unittest import mock
 
 import boto3
 import pytest
+from jitr_core.certificates import certificate_id
 from moto import mock_aws
 
 from jitr import pki
 from jitr.local import moto_fixes
-from jitr_core.certificates import certificate_id
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ROOT / "functions"

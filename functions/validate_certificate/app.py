@@ -75,7 +75,7 @@ class ValidationSettings:
         return cls(
             thing_name_source=thing_name_source,
             thing_name_pattern=compile_thing_name_pattern(env_str("THING_NAME_PATTERN", r"^[a-zA-Z0-9:_-]{1,128}$")),
-            allowed_ca_ids=env_list("ALLOWED_CA_CERTIFICATE_IDS"),
+            allowed_ca_ids=frozenset(i.lower() for i in env_list("ALLOWED_CA_CERTIFICATE_IDS")),
             crl_location=check_location(crl_location) if crl_location else None,
             crl_fail_open=env_bool("CRL_FAIL_OPEN"),
             crl_cache_seconds=env_int("CRL_CACHE_SECONDS", 300),

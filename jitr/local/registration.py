@@ -9,10 +9,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from cryptography import x509
+from jitr_core.certificates import certificate_id
 
 from jitr.local.errors import LocalRuntimeError, TemplateError
 from jitr.local.stack import ACCOUNT_ID, LocalStack
-from jitr_core.certificates import certificate_id
 
 REGISTRATION_TOPIC_FILTER = "$aws/events/certificates/registered/+"
 EXECUTION_TIMEOUT_SECONDS = 300
@@ -62,9 +62,9 @@ class LocalIot:
             self.iot.describe_ca_certificate(certificateId=existing)
         except self.iot.exceptions.ResourceNotFoundException:
             return str(
-                self.iot.register_ca_certificate(
-                    caCertificate=ca_pem, setAsActive=True, allowAutoRegistration=True
-                )["certificateId"]
+                self.iot.register_ca_certificate(caCertificate=ca_pem, setAsActive=True, allowAutoRegistration=True)[
+                    "certificateId"
+                ]
             )
         return existing
 
@@ -74,9 +74,7 @@ class LocalIot:
         try:
             self.iot.describe_certificate(certificateId=cert_id)
         except self.iot.exceptions.ResourceNotFoundException:
-            self.iot.register_certificate(
-                certificatePem=cert_pem, caCertificatePem=ca_pem, status="PENDING_ACTIVATION"
-            )
+            self.iot.register_certificate(certificatePem=cert_pem, caCertificatePem=ca_pem, status="PENDING_ACTIVATION")
         return cert_id
 
     @staticmethod

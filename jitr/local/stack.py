@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import logging
 import os
 import sys
 import threading
@@ -165,7 +166,7 @@ class LocalStack:
                 os.environ,
                 {
                     "AWS_ACCESS_KEY_ID": "testing",
-                    "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 (moto's fake credentials)
+                    "AWS_SECRET_ACCESS_KEY": "testing",
                     "AWS_SESSION_TOKEN": "testing",
                     "AWS_DEFAULT_REGION": self.region,
                     "AWS_REGION": self.region,
@@ -177,6 +178,10 @@ class LocalStack:
                 self._exit.enter_context(mock.patch.dict(os.environ, {name: ""}))
                 del os.environ[name]
         self._exit.enter_context(mock_aws(config=MOTO_CONFIG))  # type: ignore[arg-type]
+        # The interpreter logs every failed state as an error; the execution history already says it.
+        interpreter_log = logging.getLogger("moto.stepfunctions.parser")
+        self._exit.callback(interpreter_log.setLevel, interpreter_log.level)
+        interpreter_log.setLevel(logging.CRITICAL)
         moto_fixes.apply(self._exit)
         self._exit.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", self._moto_invoke))
         self._exit.enter_context(
@@ -260,7 +265,12 @@ class LocalStack:
             invoked_function_arn=function.arn,
             log_group_name=f"/aws/lambda/{function.spec.name}",
         )
-        with _INVOKE_LOCK, self._function_environment(function.spec), redirect_stdout(HANDLER_OUTPUT), warnings.catch_warnings():
+        with (
+            _INVOKE_LOCK,
+            self._function_environment(function.spec),
+            redirect_stdout(HANDLER_OUTPUT),
+            warnings.catch_warnings(),
+        ):
             # On Lambda this warning is a log line; locally it would land on the user's terminal.
             warnings.filterwarnings("ignore", message="No application metrics to publish")
             _current.stack, _current.function, _current.sink = self, function.spec.logical_id, self.logs
@@ -286,7 +296,10 @@ class LocalStack:
         if fault.times <= 0:
             queue.popleft()
         raise ClientError(
-            {"Error": {"Code": fault.error_code, "Message": fault.message}, "ResponseMetadata": {"HTTPStatusCode": 400}},
+            {
+                "Error": {"Code": fault.error_code, "Message": fault.message},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            },
             operation,
         )
 

@@ -329,6 +329,16 @@ def _substitute_definition(value: Any, substitutions: Mapping[str, Any], source:
     return value
 
 
+def check_rules(resolver: Resolver) -> None:
+    """Evaluate the template's ``Rules`` as CloudFormation does before it creates anything."""
+    for name, rule in (resolver.template.get("Rules") or {}).items():
+        if "RuleCondition" in rule and not resolver.resolve(rule["RuleCondition"]):
+            continue
+        for assertion in rule.get("Assertions") or []:
+            if not resolver.resolve(assertion["Assert"]):
+                raise TemplateError(f"rule {name}: {assertion.get('AssertDescription', 'assertion failed')}")
+
+
 def resolve_template(
     path: Path,
     overrides: Mapping[str, str] | None = None,
@@ -341,6 +351,7 @@ def resolve_template(
     template = load_template(path)
     base = path.parent
     resolver = Resolver(template, overrides or {}, region=region, account_id=account_id, stack_name=stack_name)
+    check_rules(resolver)
     for logical_id, resource in resolver.resources.items():
         resource_type = resource.get("Type", "")
         if not resolver.resource_enabled(logical_id):

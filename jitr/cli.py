@@ -1,0 +1,140 @@
+"""The ``jitr`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NoReturn
+
+import click
+from cryptography import x509
+
+from jitr import __version__
+from jitr.local.errors import LocalRuntimeError
+
+EXIT_ACTIVATED = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_REJECTED = 3
+
+
+class UsageProblem(click.ClickException):
+    """A one-line usage error: exit status 2, no traceback."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: object = None) -> None:
+        click.echo(f"jitr: error: {self.format_message()}", err=True)
+
+
+def usage_error(message: str) -> NoReturn:
+    raise UsageProblem(message)
+
+
+def read_certificate(path: Path, what: str) -> x509.Certificate:
+    """The first certificate of a PEM file (a device bundle starts with the device certificate)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        usage_error(f"cannot read {what} {path}: {exc.strerror or exc}")
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        try:
+            certificates = [x509.load_der_x509_certificate(data)]
+        except ValueError:
+            usage_error(f"{path} is not a PEM or DER X.509 certificate ({what})")
+    return certificates[0]
+
+
+def is_ca_certificate(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def parse_overrides(values: Iterable[str]) -> dict[str, str]:
+    """``Key=Value`` pairs, as many per option as the shell passes (sam's syntax)."""
+    overrides: dict[str, str] = {}
+    for value in values:
+        for pair in value.split():
+            key, sep, item = pair.partition("=")
+            if not sep or not key:
+                usage_error(f"--parameter-overrides expects Key=Value, got {pair!r}")
+            overrides[key] = item
+    return overrides
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jitr")
+def main() -> None:
+    """Just-In-Time Registration of IoT devices onto AWS IoT Core."""
+
+
+@main.command()
+@click.argument("device_cert", type=click.Path(path_type=Path))
+@click.option("--ca", "ca_cert", required=True, type=click.Path(path_type=Path), help="The CA certificate (PEM).")
+@click.option("--crl", "crl_file", type=click.Path(path_type=Path), help="A CRL (PEM or DER) for the workflow to read.")
+@click.option(
+    "--parameter-overrides",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE ...",
+    help="Template parameters, as for sam deploy (e.g. ThingNameSource=SerialNumber).",
+)
+@click.option(
+    "--template", type=click.Path(path_type=Path), default=None, help="The SAM template (default: the project's)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--verbose", is_flag=True, help="Also print the functions' logs (stderr).")
+def simulate(
+    device_cert: Path,
+    ca_cert: Path,
+    crl_file: Path | None,
+    overrides: tuple[str, ...],
+    template: Path | None,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Register DEVICE_CERT through the real workflow on the embedded local stack.
+
+    The certificate is registered under the CA as AWS IoT does on a device's first
+    connection (PENDING_ACTIVATION, then the registration event); the workflow decides.
+    Exit status: 0 activated, 3 rejected, 1 failed, 2 usage error.
+    """
+    from jitr.local.simulate import simulate_registration
+    from jitr.report import print_result
+
+    device = read_certificate(device_cert, "device certificate")
+    ca = read_certificate(ca_cert, "CA certificate")
+    if not is_ca_certificate(ca):
+        usage_error(f"{ca_cert} is not a CA certificate (no basicConstraints CA:TRUE)")
+    crl: bytes | None = None
+    if crl_file is not None:
+        try:
+            crl = crl_file.read_bytes()
+        except OSError as exc:
+            usage_error(f"cannot read CRL {crl_file}: {exc.strerror or exc}")
+    try:
+        result, logs = simulate_registration(device, ca, crl, parse_overrides(overrides), template)
+    except LocalRuntimeError as exc:
+        usage_error(str(exc))
+    if verbose:
+        click.echo("".join(logs), err=True, nl=False)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        print_result(result)
+    sys.exit({"ACTIVATED": EXIT_ACTIVATED, "REJECTED": EXIT_REJECTED}.get(result.outcome, EXIT_FAILED))
+
+
+@main.command()
+@click.option("--keep", type=click.Path(path_type=Path), default=None, help="Keep the demo's CA and devices in DIR.")
+def demo(keep: Path | None) -> None:
+    """Run three devices through the workflow locally: one valid, one with an illegal CN, one revoked."""
+    from jitr.demo import run_demo
+
+    sys.exit(run_demo(keep))
