@@ -21,9 +21,9 @@ from jitr_core.errors import CertificateRevoked, is_rejection
 from jitr_core.models import (
     CertificateInfo,
     CompensationResult,
+    Model,
     PolicyRef,
     StepError,
-    StepInput,
     ThingRef,
     parse_state,
 )
@@ -40,7 +40,9 @@ clients = AwsClients()
 LIVE_STATUSES = frozenset({"PENDING_ACTIVATION", "ACTIVE"})
 
 
-class CompensateInput(StepInput):
+class CompensateInput(Model):
+    """Whatever state the failed step left; a malformed event must still be compensated (with nothing)."""
+
     error: StepError
     certificate: CertificateInfo | None = None
     policy: PolicyRef | None = None
