@@ -44,7 +44,7 @@ def register_fleet(ca: pki.Issued, devices: list[pki.Issued], crl: bytes) -> lis
 
 
 def run_demo(keep: Path | None = None) -> int:
-    console = Console()
+    console = Console(soft_wrap=True)
     with tempfile.TemporaryDirectory(prefix="jitr-demo-") as scratch:
         directory = keep or Path(scratch)
         directory.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ def error_message(error: dict[str, str] | None) -> str:
 
 
 def print_result(result: RegistrationResult, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or Console(soft_wrap=True)
     style = OUTCOME_STYLE.get(result.outcome, "bold")
     console.print(
         f"[{style}]{result.outcome}[/]  certificate {result.certificate_id[:16]}…  {result.certificate_status}"
@@ -39,7 +39,7 @@ def print_result(result: RegistrationResult, console: Console | None = None) -> 
 
 def print_results(rows: Sequence[tuple[str, RegistrationResult]], console: Console | None = None) -> None:
     """One block per device: its label, then what ``print_result`` shows."""
-    console = console or Console()
+    console = console or Console(soft_wrap=True)
     for label, result in rows:
         console.print(f"\n[bold]{label}[/]", highlight=False)
         print_result(result, console)
