@@ -8,10 +8,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from jitr_core.certificates import certificate_id
 
 from jitr import pki
 from jitr.local.registration import LocalIot
-from jitr_core.certificates import certificate_id
 from tests.workflow.conftest import Workflow
 
 pytestmark = pytest.mark.workflow
@@ -441,3 +441,30 @@ def test_fail_state_carries_the_original_error_and_cause(workflow: Workflow) -> 
     cause = json.loads(result.error["Cause"])
     assert cause["errorType"] == "ThingNameWildcard"
     assert "wildcard" in cause["errorMessage"]
+
+
+def granted_actions(logical_id: str) -> set[str]:
+    from jitr.local.template import load_template
+    from tests.workflow.test_definition import ROOT, _as_list, _statements
+
+    function = load_template(ROOT / "template.yaml")["Resources"][logical_id]
+    return {
+        action
+        for policy in function["Properties"]["Policies"]
+        for statement in _statements(policy)
+        for action in _as_list(statement.get("Action", []))
+    }
+
+
+def test_each_function_is_granted_every_call_it_makes(start_workflow: Callable[..., Workflow], ca: pki.Issued) -> None:
+    workflow = _workflow_with_crl(start_workflow, pki.crl_bytes(pki.create_crl(ca, [])), ThingGroupName="group")
+    workflow.iot.create_thing_group(thingGroupName="group")
+    device = workflow.device("device-iam")
+    workflow.register(device)
+    workflow.register(device)  # the duplicate check's reads
+    workflow.stack.inject_fault("iot", "UpdateCertificate", "AccessDeniedException")
+    workflow.register(workflow.device("device-iam-2"))  # compensation of a created, attached thing
+
+    for function in {call.function for call in workflow.stack.api_calls}:
+        called = {f"{c.service}:{c.operation}" for c in workflow.stack.api_calls if c.function == function}
+        assert called <= granted_actions(function), function
