@@ -33,6 +33,7 @@ import botocore.client
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
 from jitr.local import moto_fixes
 from jitr.local.errors import LocalRuntimeError
@@ -184,6 +185,10 @@ class LocalStack:
         interpreter_log.setLevel(logging.CRITICAL)
         moto_fixes.apply(self._exit)
         self._exit.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", self._moto_invoke))
+        # The interpreter's threads build boto3 clients, which read os.environ; handlers change it.
+        self._exit.enter_context(
+            mock.patch.object(lambda_eval_utils, "boto_client_for", _serialised(lambda_eval_utils.boto_client_for))
+        )
         self._exit.enter_context(
             mock.patch.object(botocore.client.BaseClient, "_make_api_call", _recording_make_api_call)
         )
@@ -239,9 +244,18 @@ class LocalStack:
 
     @contextmanager
     def _function_environment(self, spec: FunctionSpec) -> Iterator[None]:
-        environment = {**spec.environment, **LOCAL_FUNCTION_ENVIRONMENT, "AWS_LAMBDA_FUNCTION_NAME": spec.name}
-        with mock.patch.dict(os.environ, environment):
+        """The function's environment, changed key by key (never cleared: other threads read it)."""
+        changes = {**spec.environment, **LOCAL_FUNCTION_ENVIRONMENT, "AWS_LAMBDA_FUNCTION_NAME": spec.name}
+        saved = {key: os.environ.get(key) for key in changes}
+        os.environ.update(changes)
+        try:
             yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     # -- invocation ------------------------------------------------------------------------
     def _moto_invoke(
@@ -306,6 +320,14 @@ class LocalStack:
     def api_call_counts(self) -> Counter[str]:
         """How many calls the handlers made, by ``service:Operation``."""
         return Counter(f"{c.service}:{c.operation}" for c in self.api_calls)
+
+
+def _serialised(function: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with _INVOKE_LOCK:
+            return function(*args, **kwargs)
+
+    return call
 
 
 def _placeholder_zip() -> bytes:
