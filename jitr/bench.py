@@ -187,7 +187,8 @@ def report(results: dict[str, Any], console: Console) -> None:
     for handler, ms in results["handler_import_ms"].items():
         table.add_row(f"import {handler} (ms, median)", f"{ms:.0f}")
     table.add_row(
-        f"registrations per second ({results['fleet_devices']} devices at once)", f"{results['registrations_per_second']}"
+        f"registrations per second ({results['fleet_devices']} devices at once)",
+        f"{results['registrations_per_second']}",
     )
     cost = results["cost_per_million_registrations"]
     table.add_row("per million: Step Functions (USD)", f"{cost['step_functions_usd']:,.2f}")

@@ -54,7 +54,7 @@ def _name(common_names: Iterable[str], organization: str | None = None) -> x509.
     return x509.Name(attributes)
 
 
-def _signing_hash(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm:
+def _signing_hash(key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256:
     return hashes.SHA256()
 
 
@@ -96,7 +96,7 @@ def create_ca(
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),
             critical=False,
         )
     )

@@ -104,7 +104,7 @@ def aws() -> Iterator[None]:
     """moto, with AWS IoT behaving as AWS does where the workflow depends on it."""
     from contextlib import ExitStack
 
-    with mock_aws(config={"iot": {"use_valid_cert": True}}), ExitStack() as fixes:  # type: ignore[arg-type]
+    with mock_aws(config={"iot": {"use_valid_cert": True}}), ExitStack() as fixes:
         moto_fixes.apply(fixes)
         yield
 

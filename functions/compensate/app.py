@@ -10,7 +10,7 @@ certificate) writes nothing. The result's ``outcome`` picks the execution's fina
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -72,7 +72,7 @@ def disable_certificate(iot: IoTClient, certificate_id: str, revoked: bool) -> s
 
 def compensate(iot: IoTClient, state: CompensateInput) -> CompensationResult:
     error_name = state.error.Error
-    outcome = "REJECTED" if is_rejection(error_name) else "FAILED"
+    outcome: Literal["REJECTED", "FAILED"] = "REJECTED" if is_rejection(error_name) else "FAILED"
     if state.certificate is None:
         return CompensationResult(outcome=outcome, certificate_status=None, undone=[])
     certificate = state.certificate

@@ -33,6 +33,7 @@ import botocore.client
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core.config import DefaultConfig
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
 from jitr.local import moto_fixes
@@ -42,7 +43,7 @@ from jitr.local.template import FunctionSpec, ResolvedTemplate, resolve_template
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
 ACCOUNT_ID = "123456789012"
-MOTO_CONFIG = {
+MOTO_CONFIG: DefaultConfig = {
     "stepfunctions": {"execute_state_machine": True},
     "lambda": {"use_docker": False},
     "iot": {"use_valid_cert": True},
@@ -88,7 +89,7 @@ class Fault:
     message: str = "injected by the local stack"
 
 
-_original_make_api_call = botocore.client.BaseClient._make_api_call
+_original_make_api_call = botocore.client.BaseClient._make_api_call  # type: ignore[attr-defined]
 
 
 def _recording_make_api_call(client: botocore.client.BaseClient, operation_name: str, api_params: Any) -> Any:
@@ -178,7 +179,7 @@ class LocalStack:
             if name in os.environ:
                 self._exit.enter_context(mock.patch.dict(os.environ, {name: ""}))
                 del os.environ[name]
-        self._exit.enter_context(mock_aws(config=MOTO_CONFIG))  # type: ignore[arg-type]
+        self._exit.enter_context(mock_aws(config=MOTO_CONFIG))
         # The interpreter logs every failed state as an error; the execution history already says it.
         interpreter_log = logging.getLogger("moto.stepfunctions.parser")
         self._exit.callback(interpreter_log.setLevel, interpreter_log.level)
@@ -309,13 +310,9 @@ class LocalStack:
         fault.times -= 1
         if fault.times <= 0:
             queue.popleft()
-        raise ClientError(
-            {
-                "Error": {"Code": fault.error_code, "Message": fault.message},
-                "ResponseMetadata": {"HTTPStatusCode": 400},
-            },
-            operation,
-        )
+        response: Any = {"Error": {"Code": fault.error_code, "Message": fault.message}}
+        response["ResponseMetadata"] = {"HTTPStatusCode": 400}
+        raise ClientError(response, operation)
 
     def api_call_counts(self) -> Counter[str]:
         """How many calls the handlers made, by ``service:Operation``."""

@@ -32,7 +32,7 @@ def fleet(tmp_path: Path, ca: pki.Issued) -> Path:
 def runner() -> CliRunner:
     """stdout and stderr apart (click 8.1 needs asking; 8.2 always does it)."""
     try:
-        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg,unused-ignore]
     except TypeError:
         return CliRunner()
 
@@ -53,7 +53,9 @@ def simulate(*args: str) -> tuple[int, str, str]:
 def test_simulate_json_reports_each_outcome(
     fleet: Path, stem: str, exit_code: int, outcome: str, status: str, error: str | None
 ) -> None:
-    code, out, _ = simulate(str(fleet / f"{stem}.pem"), "--ca", str(fleet / "ca.pem"), "--crl", str(fleet / "crl.pem"), "--json")
+    code, out, _ = simulate(
+        str(fleet / f"{stem}.pem"), "--ca", str(fleet / "ca.pem"), "--crl", str(fleet / "crl.pem"), "--json"
+    )
 
     report = json.loads(out)
     assert code == exit_code
@@ -79,7 +81,12 @@ def test_simulate_prints_a_readable_report(fleet: Path) -> None:
 
 def test_simulate_accepts_parameter_overrides(fleet: Path) -> None:
     code, out, _ = simulate(
-        str(fleet / "valid.pem"), "--ca", str(fleet / "ca.pem"), "--parameter-overrides", "DevicePolicyName=custom", "--json"
+        str(fleet / "valid.pem"),
+        "--ca",
+        str(fleet / "ca.pem"),
+        "--parameter-overrides",
+        "DevicePolicyName=custom",
+        "--json",
     )
 
     assert code == 0

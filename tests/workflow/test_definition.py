@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jitr_core.errors import REJECTION_NAMES
 
 from jitr.local.errors import TemplateError
 from jitr.local.template import load_template, resolve_template
-from jitr_core.errors import REJECTION_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = json.loads((ROOT / "statemachine" / "registration.asl.json").read_text())
@@ -82,7 +82,11 @@ def test_throttling_retries_outlast_a_burst_at_ten_tps() -> None:
 
 def test_final_fail_states_carry_the_original_error() -> None:
     for name in ("RegistrationRejected", "RegistrationFailed"):
-        assert ASL["States"][name] == {**ASL["States"][name], "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
+        assert ASL["States"][name] == {
+            **ASL["States"][name],
+            "ErrorPath": "$.error.Error",
+            "CausePath": "$.error.Cause",
+        }
 
 
 def test_template_substitutes_every_function_of_the_definition() -> None:
