@@ -6,54 +6,16 @@ import json
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import NoReturn
 
 import click
-from cryptography import x509
 
 from jitr import __version__
+from jitr.commands.common import is_ca_certificate, read_certificate, usage_error
 from jitr.local.errors import LocalRuntimeError
 
 EXIT_ACTIVATED = 0
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 EXIT_REJECTED = 3
-
-
-class UsageProblem(click.ClickException):
-    """A one-line usage error: exit status 2, no traceback."""
-
-    exit_code = EXIT_USAGE
-
-    def show(self, file: object = None) -> None:
-        click.echo(f"jitr: error: {self.format_message()}", err=True)
-
-
-def usage_error(message: str) -> NoReturn:
-    raise UsageProblem(message)
-
-
-def read_certificate(path: Path, what: str) -> x509.Certificate:
-    """The first certificate of a PEM file (a device bundle starts with the device certificate)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        usage_error(f"cannot read {what} {path}: {exc.strerror or exc}")
-    try:
-        certificates = x509.load_pem_x509_certificates(data)
-    except ValueError:
-        try:
-            certificates = [x509.load_der_x509_certificate(data)]
-        except ValueError:
-            usage_error(f"{path} is not a PEM or DER X.509 certificate ({what})")
-    return certificates[0]
-
-
-def is_ca_certificate(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
 
 
 def parse_overrides(values: Iterable[str]) -> dict[str, str]:
@@ -138,3 +100,6 @@ def demo(keep: Path | None) -> None:
     from jitr.demo import run_demo
 
     sys.exit(run_demo(keep))
+
+
+# Command groups that live in their own modules (jitr/commands/).

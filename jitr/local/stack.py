@@ -175,10 +175,8 @@ class LocalStack:
                 },
             )
         )
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-            if name in os.environ:
-                self._exit.enter_context(mock.patch.dict(os.environ, {name: ""}))
-                del os.environ[name]
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):  # restored with the rest of the environment
+            os.environ.pop(name, None)
         self._exit.enter_context(mock_aws(config=MOTO_CONFIG))
         # The interpreter logs every failed state as an error; the execution history already says it.
         interpreter_log = logging.getLogger("moto.stepfunctions.parser")

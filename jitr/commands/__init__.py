@@ -1,0 +1,1 @@
+"""The ``jitr`` command groups, one module each."""
