@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from jitr_core.aws import AwsClients, aws_errors_translated
+from jitr_core.aws import AwsClients
 from jitr_core.errors import InvalidStepInput
+from jitr_core.handler import workflow_step
 from jitr_core.models import Attachment, CertificateInfo, DeviceIdentity, StepInput, parse_state
 
 if TYPE_CHECKING:
@@ -36,10 +37,7 @@ def activate(iot: IoTClient, state: ActivateInput) -> str:
     return "ACTIVE"
 
 
-@logger.inject_lambda_context(correlation_id_path="certificateId")
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-@aws_errors_translated()
+@workflow_step(logger, tracer, metrics)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = parse_state(event, ActivateInput)
     status = activate(clients.iot(), state)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from jitr_core.aws import AwsClients, aws_errors_translated
+from jitr_core.aws import AwsClients
+from jitr_core.handler import workflow_step
 from jitr_core.models import Attachment, CertificateInfo, PolicyRef, StepInput, ThingRef, parse_state
 
 if TYPE_CHECKING:
@@ -32,9 +33,7 @@ def attach(iot: IoTClient, certificate_arn: str, policy_name: str, thing_name: s
     return Attachment(policy_name=policy_name, thing_name=thing_name)
 
 
-@logger.inject_lambda_context(correlation_id_path="certificateId")
-@tracer.capture_lambda_handler
-@aws_errors_translated()
+@workflow_step(logger, tracer)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = parse_state(event, AttachInput)
     attachment = attach(

@@ -16,8 +16,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from jitr_core.aws import AwsClients, aws_errors_translated, error_code
+from jitr_core.aws import AwsClients, error_code
 from jitr_core.errors import CertificateRevoked, is_rejection
+from jitr_core.handler import workflow_step
 from jitr_core.models import (
     CertificateInfo,
     CompensationResult,
@@ -110,10 +111,7 @@ def delete_thing_if_unused(iot: IoTClient, thing_name: str) -> list[str]:
     return [f"thing {thing_name} deleted"]
 
 
-@logger.inject_lambda_context(correlation_id_path="certificateId")
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-@aws_errors_translated()
+@workflow_step(logger, tracer, metrics)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = parse_state(event, CompensateInput)
     result = compensate(clients.iot(), state)

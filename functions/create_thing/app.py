@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from jitr_core.aws import AwsClients, aws_errors_translated, error_code
+from jitr_core.aws import AwsClients, error_code
+from jitr_core.handler import workflow_step
 from jitr_core.models import CertificateInfo, DeviceIdentity, StepInput, ThingRef, parse_state
 from jitr_core.settings import env_str
 
@@ -76,9 +77,7 @@ def create_or_adopt_thing(
     return ThingRef(thing_name=thing_name, thing_arn=thing_arn(certificate.certificate_arn, thing_name), created=True)
 
 
-@logger.inject_lambda_context(correlation_id_path="certificateId")
-@tracer.capture_lambda_handler
-@aws_errors_translated()
+@workflow_step(logger, tracer)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = parse_state(event, CreateThingInput)
     thing = create_or_adopt_thing(

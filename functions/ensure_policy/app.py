@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from jitr_core.aws import AwsClients, aws_errors_translated, error_code
+from jitr_core.aws import AwsClients, error_code
+from jitr_core.handler import workflow_step
 from jitr_core.models import PolicyRef
 from jitr_core.settings import env_str
 
@@ -103,9 +104,7 @@ class EnsuredPolicies:
 ensured = EnsuredPolicies()
 
 
-@logger.inject_lambda_context(correlation_id_path="certificateId")
-@tracer.capture_lambda_handler
-@aws_errors_translated()
+@workflow_step(logger, tracer)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     name = env_str("DEVICE_POLICY_NAME")
     change = ensured.ensure(clients.iot(), name, load_policy_document())

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from jitr_core.aws import AwsClients, aws_errors_translated, error_code
+from jitr_core.aws import AwsClients, error_code
 from jitr_core.certificates import common_names, load_pem_certificate, serial_hex
 from jitr_core.errors import CertificateNotFound, CertificateNotPending, InvalidRegistrationEvent
+from jitr_core.handler import workflow_step
 from jitr_core.models import CertificateInfo, RegistrationEvent, parse_registration_event
 from jitr_core.settings import env_str
 
@@ -79,9 +80,7 @@ def read_certificate(iot: IoTClient, event: RegistrationEvent, policy_name: str)
     )
 
 
-@logger.inject_lambda_context(correlation_id_path="certificateId")
-@tracer.capture_lambda_handler
-@aws_errors_translated()
+@workflow_step(logger, tracer)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     registration = parse_registration_event(event)
     info = read_certificate(clients.iot(), registration, env_str("DEVICE_POLICY_NAME"))

@@ -17,7 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from cryptography import x509
-from jitr_core.aws import AwsClients, aws_errors_translated, error_code
+from jitr_core.aws import AwsClients, error_code
 from jitr_core.cache import TtlCache
 from jitr_core.certificates import (
     ThingNameSource,
@@ -37,6 +37,7 @@ from jitr_core.errors import (
     CrlInvalid,
     CrlUnavailable,
 )
+from jitr_core.handler import workflow_step
 from jitr_core.models import CertificateInfo, DeviceIdentity, StepInput, parse_state
 from jitr_core.settings import env_bool, env_int, env_list, env_str
 
@@ -178,10 +179,7 @@ def validate(
     return DeviceIdentity(thing_name=thing_name)
 
 
-@logger.inject_lambda_context(correlation_id_path="certificateId")
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-@aws_errors_translated()
+@workflow_step(logger, tracer, metrics)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = parse_state(event, ValidateInput)
     device = validate(state.certificate, ValidationSettings.from_env(), clients.iot(), clients.s3())
