@@ -28,6 +28,8 @@ from jitr_core.models import (
     ThingRef,
     parse_state,
 )
+from jitr_core.registry import is_fully_registered
+from jitr_core.settings import env_str
 
 if TYPE_CHECKING:
     from mypy_boto3_iot import IoTClient
@@ -71,14 +73,33 @@ def disable_certificate(iot: IoTClient, certificate_id: str, revoked: bool) -> s
     return status
 
 
-def compensate(iot: IoTClient, state: CompensateInput) -> CompensationResult:
+def registration_complete(iot: IoTClient, certificate: CertificateInfo, policy_name: str) -> bool:
+    """True when the certificate is ACTIVE with its thing and policy, whoever finished it.
+
+    A duplicate execution may have completed the registration while this one was failing
+    (AWS IoT repeats the event while a device retries), or this execution's own activation
+    went through before its Lambda failed. Either way, undoing it would lock the device out:
+    no new event comes for an INACTIVE certificate.
+    """
+    status = iot.describe_certificate(certificateId=certificate.certificate_id)["certificateDescription"]["status"]
+    return status == "ACTIVE" and is_fully_registered(iot, certificate.certificate_arn, policy_name)
+
+
+def compensate(iot: IoTClient, state: CompensateInput, policy_name: str) -> CompensationResult:
     error_name = state.error.Error
     outcome: Literal["REJECTED", "FAILED"] = "REJECTED" if is_rejection(error_name) else "FAILED"
     if state.certificate is None:
         return CompensationResult(outcome=outcome, certificate_status=None, undone=[])
     certificate = state.certificate
+    revoked = error_name == CertificateRevoked.__name__
+    if not revoked and registration_complete(iot, certificate, policy_name):
+        return CompensationResult(
+            outcome=outcome,
+            certificate_status="ACTIVE",
+            undone=["nothing: the registration is complete (ACTIVE with its thing and policy)"],
+        )
     undone: list[str] = []
-    status = disable_certificate(iot, certificate.certificate_id, revoked=error_name == CertificateRevoked.__name__)
+    status = disable_certificate(iot, certificate.certificate_id, revoked=revoked)
     undone.append(f"certificate {status}")
     # A thing in the state means CreateThing finished: the failed step was AttachPrincipal or
     # ActivateCertificate, and either attachment may exist.
@@ -92,19 +113,23 @@ def compensate(iot: IoTClient, state: CompensateInput) -> CompensationResult:
         ):
             undone.append(f"thing {state.thing.thing_name} detached")
         if state.thing.created:
-            undone.extend(delete_thing_if_unused(iot, state.thing.thing_name))
+            undone.extend(delete_thing_if_unused(iot, state.thing.thing_name, certificate.certificate_arn))
     return CompensationResult(outcome=outcome, certificate_status=status, undone=undone)
 
 
-def delete_thing_if_unused(iot: IoTClient, thing_name: str) -> list[str]:
-    """Delete a thing this execution created, unless another certificate has been attached to it."""
+def delete_thing_if_unused(iot: IoTClient, thing_name: str, own_certificate_arn: str) -> list[str]:
+    """Delete a thing this execution created, unless another certificate has been attached to it.
+
+    Detaching is asynchronous on AWS: the listing may still show this execution's own
+    certificate for a while, which does not count as another user of the thing.
+    """
     try:
         principals = iot.list_thing_principals(thingName=thing_name)["principals"]
     except ClientError as exc:
         if error_code(exc) == "ResourceNotFoundException":
             return []
         raise
-    if principals:
+    if [p for p in principals if p != own_certificate_arn]:
         logger.warning("thing kept: other certificates are attached", extra={"thingName": thing_name})
         return []
     iot.delete_thing(thingName=thing_name)
@@ -114,7 +139,7 @@ def delete_thing_if_unused(iot: IoTClient, thing_name: str) -> list[str]:
 @workflow_step(logger, tracer, metrics)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = parse_state(event, CompensateInput)
-    result = compensate(clients.iot(), state)
+    result = compensate(clients.iot(), state, env_str("DEVICE_POLICY_NAME"))
     if result.outcome == "REJECTED":
         metrics.add_metric(name="RegistrationsRejected", unit=MetricUnit.Count, value=1)
         with single_metric(

@@ -17,6 +17,7 @@ from jitr_core.certificates import common_names, load_pem_certificate, serial_he
 from jitr_core.errors import CertificateNotFound, CertificateNotPending, InvalidRegistrationEvent
 from jitr_core.handler import workflow_step
 from jitr_core.models import CertificateInfo, RegistrationEvent, parse_registration_event
+from jitr_core.registry import is_fully_registered
 from jitr_core.settings import env_str
 
 if TYPE_CHECKING:
@@ -39,15 +40,6 @@ def describe_certificate(iot: IoTClient, certificate_id: str) -> dict[str, Any]:
             raise CertificateNotFound(f"AWS IoT has no certificate with id {certificate_id}") from None
         raise
     return description
-
-
-def is_fully_registered(iot: IoTClient, certificate_arn: str, policy_name: str) -> bool:
-    """An ACTIVE certificate counts as registered when it has a thing and the device policy."""
-    things = iot.list_principal_things(principal=certificate_arn, maxResults=1)["things"]
-    if not things:
-        return False
-    policies = iot.list_attached_policies(target=certificate_arn, recursive=False)["policies"]
-    return any(p.get("policyName") == policy_name for p in policies)
 
 
 def read_certificate(iot: IoTClient, event: RegistrationEvent, policy_name: str) -> CertificateInfo:

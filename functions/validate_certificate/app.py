@@ -34,7 +34,7 @@ from jitr_core.errors import (
     CaNotAllowed,
     CertificateRevoked,
     ConfigurationError,
-    CrlInvalid,
+    CrlStale,
     CrlUnavailable,
 )
 from jitr_core.handler import workflow_step
@@ -151,7 +151,8 @@ def check_revocation(cert: x509.Certificate, ca: CaRecord, settings: ValidationS
         return
     try:
         crl = revocation_list(settings.crl_location, ca, settings, s3)
-    except (CrlUnavailable, CrlInvalid) as exc:
+    except (CrlUnavailable, CrlStale) as exc:
+        # Failing open is for an unavailable CA, never for a forged or foreign CRL (CrlInvalid).
         if not settings.crl_fail_open:
             raise
         logger.warning(

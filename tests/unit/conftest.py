@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
 
 # Each step and the key its result is stored under (the state machine's ResultPath).
@@ -20,6 +22,24 @@ STEPS: tuple[tuple[str, str], ...] = (
 )
 
 READ_PREFIXES = ("Describe", "Get", "List")
+
+
+@pytest.fixture(autouse=True)
+def _quiet_empty_metrics() -> None:
+    """Powertools warns when a handler adds no metric, as most handlers under test here do not."""
+    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+
+
+@pytest.fixture(scope="session")
+def shared_boto3_session() -> boto3.Session:
+    """One boto3 session for the whole run, so that service models are loaded once (moto resets the default)."""
+    return boto3.Session()
+
+
+@pytest.fixture
+def aws(aws: None, shared_boto3_session: boto3.Session) -> None:
+    """The suite's moto fixture, with clients made from the shared session (moto restores the default on exit)."""
+    boto3.DEFAULT_SESSION = shared_boto3_session
 
 
 class Steps:
@@ -51,6 +71,12 @@ class Steps:
 
 @pytest.fixture
 def steps(load_function: Callable[[str], ModuleType], lambda_context: Any) -> Steps:
+    return Steps(load_function, lambda_context)
+
+
+@pytest.fixture
+def other_steps(load_function: Callable[[str], ModuleType], lambda_context: Any) -> Steps:
+    """A second set of function instances, as a concurrent execution would get."""
     return Steps(load_function, lambda_context)
 
 

@@ -183,9 +183,7 @@ def test_certificate_id_is_the_sha256_of_the_der_encoding(device: pki.Issued) ->
     assert re.fullmatch(r"[0-9a-f]{64}", certificate_id(device.certificate))
 
 
-def test_certificate_id_matches_the_id_aws_iot_assigns(
-    device: pki.Issued, register: Callable[..., Registered]
-) -> None:
+def test_certificate_id_matches_the_id_aws_iot_assigns(device: pki.Issued, register: Callable[..., Registered]) -> None:
     registered = register(device)
     assert certificate_id(device.certificate) == registered.certificate_id
 
@@ -232,9 +230,7 @@ def test_certificate_of_another_ca_is_rejected(device: pki.Issued, other_ca: pki
         verify_issued_by(device.certificate, other_ca.certificate)
 
 
-def test_certificate_naming_the_ca_but_signed_by_another_key_is_rejected(
-    ca: pki.Issued, other_ca: pki.Issued
-) -> None:
+def test_certificate_naming_the_ca_but_signed_by_another_key_is_rejected(ca: pki.Issued, other_ca: pki.Issued) -> None:
     impostor = pki.Issued(ca.certificate, other_ca.key)
     forged = pki.issue_device_certificate(impostor, "device-forged")
     assert forged.certificate.issuer == ca.certificate.subject

@@ -27,6 +27,7 @@ REJECTIONS: list[type[errors.RegistrationRejected]] = [
     errors.CertificateRevoked,
     errors.CrlUnavailable,
     errors.CrlInvalid,
+    errors.CrlStale,
 ]
 NOT_REJECTIONS: list[type[Exception]] = [
     errors.JitrError,
@@ -55,7 +56,7 @@ def test_retryable_and_failure_errors_are_not_rejections(error: type[Exception])
 
 
 def test_rejection_names_are_exactly_the_rejections() -> None:
-    assert errors.REJECTION_NAMES == {c.__name__ for c in REJECTIONS}
+    assert {c.__name__ for c in REJECTIONS} == errors.REJECTION_NAMES
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 
-from jitr_core.errors import ConfigurationError, CrlInvalid, CrlUnavailable
+from jitr_core.errors import ConfigurationError, CrlInvalid, CrlStale, CrlUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -96,7 +96,7 @@ def verify_crl(
     if last_update > now + CLOCK_SKEW:
         raise CrlInvalid(f"the CRL's lastUpdate {last_update.isoformat()} is in the future")
     if next_update is not None and next_update < now:
-        raise CrlInvalid(f"the CRL is stale: its nextUpdate {next_update.isoformat()} has passed")
+        raise CrlStale(f"the CRL is stale: its nextUpdate {next_update.isoformat()} has passed")
     return RevocationList(
         issuer=crl.issuer,
         revoked_serials=frozenset(entry.serial_number for entry in crl),

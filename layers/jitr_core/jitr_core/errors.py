@@ -85,7 +85,11 @@ class CrlUnavailable(RegistrationRejected):
 
 
 class CrlInvalid(RegistrationRejected):
-    """The revocation list is unparseable, not signed by the CA, or stale (fail closed)."""
+    """The revocation list is unparseable, or not issued and signed by the CA: never failed open."""
+
+
+class CrlStale(RegistrationRejected):
+    """The revocation list's nextUpdate has passed (fail closed unless CRL_FAIL_OPEN)."""
 
 
 class RetryableAwsError(JitrError):

@@ -114,6 +114,8 @@ M = TypeVar("M", bound=BaseModel)
 
 def parse_state(event: Any, model: type[M], error: type[JitrError] = InvalidStepInput) -> M:
     """Parse a step's input into ``model`` or raise ``error`` naming every bad field."""
+    if not isinstance(event, dict):
+        raise error(f"{model.__name__}: <root>: expected a JSON object, got {type(event).__name__}")
     try:
         return parse(event=event, model=model)
     except ValidationError as exc:
