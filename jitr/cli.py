@@ -103,3 +103,12 @@ def demo(keep: Path | None) -> None:
 
 
 # Command groups that live in their own modules (jitr/commands/).
+
+from jitr.commands.ca import ca  # noqa: E402
+from jitr.commands.crl import crl  # noqa: E402
+from jitr.commands.device import device  # noqa: E402
+
+main.add_command(ca)
+main.add_command(device)
+main.add_command(crl)
+
