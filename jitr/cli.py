@@ -112,3 +112,6 @@ main.add_command(ca)
 main.add_command(device)
 main.add_command(crl)
 
+from jitr.commands.policy import policy  # noqa: E402
+
+main.add_command(policy)
