@@ -1,4 +1,5 @@
-"""``make bench``: what one registration costs, and how fast the local stack registers a fleet.
+"""``make bench``: what one registration costs, how fast the local stack registers a fleet,
+how fast device certificates are issued and policies evaluated.
 
 Prints, and writes to ``.bench/results.json`` (merged with rows other benchmarks add):
 the AWS API calls the handlers make per registration (cold and warm functions), the
@@ -22,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from jitr import pki
+from jitr import bench_pki, bench_policy, pki
 from jitr.local.registration import LocalIot
 from jitr.local.stack import PROJECT_ROOT, LocalStack
 
@@ -174,7 +175,7 @@ def save(results: dict[str, Any], path: Path = RESULTS) -> None:
     path.write_text(json.dumps({**existing, **results}, indent=2) + "\n")
 
 
-def report(results: dict[str, Any], console: Console) -> None:
+def report(results: dict[str, Any], console: Console, extra_rows: list[tuple[str, str]] | None = None) -> None:
     table = Table(title="jitr registration benchmark (local stack)")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -193,6 +194,8 @@ def report(results: dict[str, Any], console: Console) -> None:
     cost = results["cost_per_million_registrations"]
     table.add_row("per million: Step Functions (USD)", f"{cost['step_functions_usd']:,.2f}")
     table.add_row("per million: Lambda requests (USD)", f"{cost['lambda_requests_usd']:,.2f}")
+    for label, value in extra_rows or []:
+        table.add_row(label, value)
     console.print(table)
 
 
@@ -207,8 +210,14 @@ def main() -> None:
     console.print(f"Registering {FLEET_SIZE} devices at once…")
     results.update(fleet_throughput())
     results["cost_per_million_registrations"] = cost_per_million(results)
+    console.print("Measuring device certificate issuance…")
+    pki_results = bench_pki.run()
+    console.print("Measuring policy evaluation…")
+    policy_results = bench_policy.run()
+    results.update(pki_results)
+    results.update(policy_results)
     results["python"] = sys.version.split()[0]
-    report(results, console)
+    report(results, console, bench_pki.rows(pki_results) + bench_policy.rows(policy_results))
     save(results)
     console.print(f"Written to {RESULTS.relative_to(PROJECT_ROOT)}")
 
