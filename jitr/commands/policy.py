@@ -163,13 +163,7 @@ def context_options(func: Any) -> Any:
     return func
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def policy() -> None:
-    """Evaluate, explain and audit AWS IoT Core policies offline."""
-
-
-@policy.command("test")
-@click.option(
+policy_files_option = click.option(
     "--policy",
     "policy_files",
     multiple=True,
@@ -177,6 +171,15 @@ def policy() -> None:
     type=click.Path(path_type=Path),
     help="A policy document (JSON); repeat for every policy attached to the certificate.",
 )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def policy() -> None:
+    """Evaluate, explain and audit AWS IoT Core policies offline."""
+
+
+@policy.command("test")
+@policy_files_option
 @click.option("--action", required=True, help="iot:Connect, iot:Publish, iot:Subscribe, iot:Receive...")
 @click.option("--topic", default=None, help="The topic (Publish, Receive) or topic filter (Subscribe).")
 @click.option("--resource", default=None, help="The resource ARN, for any action.")
@@ -239,14 +242,7 @@ def test_command(
 
 
 @policy.command("explain")
-@click.option(
-    "--policy",
-    "policy_files",
-    multiple=True,
-    required=True,
-    type=click.Path(path_type=Path),
-    help="A policy document (JSON); repeatable.",
-)
+@policy_files_option
 @click.option("--thing-name", required=True, help="The device's thing name.")
 @click.option("--client-id", default=None, help="The MQTT client id (default: the thing name).")
 @context_options
