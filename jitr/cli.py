@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
 import click
 
 from jitr import __version__
-from jitr.commands.common import is_ca_certificate, read_certificate, usage_error
+from jitr.commands.common import is_ca_certificate, parse_overrides, read_certificate, usage_error
 from jitr.local.errors import LocalRuntimeError
 
 EXIT_ACTIVATED = 0
 EXIT_FAILED = 1
 EXIT_REJECTED = 3
-
-
-def parse_overrides(values: Iterable[str]) -> dict[str, str]:
-    """``Key=Value`` pairs, as many per option as the shell passes (sam's syntax)."""
-    overrides: dict[str, str] = {}
-    for value in values:
-        for pair in value.split():
-            key, sep, item = pair.partition("=")
-            if not sep or not key:
-                usage_error(f"--parameter-overrides expects Key=Value, got {pair!r}")
-            overrides[key] = item
-    return overrides
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -115,3 +102,7 @@ main.add_command(crl)
 from jitr.commands.policy import policy  # noqa: E402
 
 main.add_command(policy)
+
+from jitr.commands.local import local  # noqa: E402
+
+main.add_command(local)

@@ -1,7 +1,8 @@
-"""What every ``jitr`` command shares: one-line usage errors, reading certificates."""
+"""What every ``jitr`` command shares: one-line usage errors, template parameters, reading certificates."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn
 
@@ -45,3 +46,15 @@ def is_ca_certificate(cert: x509.Certificate) -> bool:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return False
+
+
+def parse_overrides(values: Iterable[str]) -> dict[str, str]:
+    """``Key=Value`` pairs, as many per option as the shell passes (sam's syntax)."""
+    overrides: dict[str, str] = {}
+    for value in values:
+        for pair in value.split():
+            key, sep, item = pair.partition("=")
+            if not sep or not key:
+                usage_error(f"--parameter-overrides expects Key=Value, got {pair!r}")
+            overrides[key] = item
+    return overrides

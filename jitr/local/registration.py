@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from cryptography import x509
 from jitr_core.certificates import certificate_id
 
+from jitr.local import executions
 from jitr.local.errors import LocalRuntimeError, TemplateError
 from jitr.local.stack import ACCOUNT_ID, LocalStack
 
-REGISTRATION_TOPIC_FILTER = "$aws/events/certificates/registered/+"
+REGISTRATION_TOPIC_PREFIX = "$aws/events/certificates/registered/"
 EXECUTION_TIMEOUT_SECONDS = 300
 
 
@@ -90,24 +89,12 @@ class LocalIot:
         }
 
     def start_registration(self, event: dict[str, Any]) -> str:
-        """Start the workflow as the template's registration rule does (prefix + UUID)."""
-        rule = self._registration_action()
-        return str(
-            self.sfn.start_execution(
-                stateMachineArn=self.stack.state_machine_arn,
-                name=f"{rule.get('ExecutionNamePrefix', '')}{uuid.uuid4()}",
-                input=json.dumps(event),
-            )["executionArn"]
-        )
-
-    def _registration_action(self) -> dict[str, Any]:
-        for rule in self.stack.template.topic_rules.values():
-            if REGISTRATION_TOPIC_FILTER in rule.sql:
-                for action in rule.actions:
-                    if "StepFunctions" in action:
-                        step_functions: dict[str, Any] = action["StepFunctions"]
-                        return step_functions
-        raise TemplateError(f"the template has no rule on {REGISTRATION_TOPIC_FILTER} with a StepFunctions action")
+        """Publish the registration event as AWS IoT does; the template's rule starts the workflow."""
+        topic = f"{REGISTRATION_TOPIC_PREFIX}{event.get('caCertificateId') or ''}"
+        for delivery in self.stack.rules.publish(topic, event):
+            if delivery.action == "StepFunctions":
+                return delivery.target
+        raise TemplateError(f"the template has no rule on {topic} with a StepFunctions action")
 
     def wait(self, execution_arn: str, timeout: float = EXECUTION_TIMEOUT_SECONDS) -> dict[str, Any]:
         """Wait for an execution to end; a bounded wait, never a hang."""
@@ -121,19 +108,12 @@ class LocalIot:
             time.sleep(0.02)
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"executionArn": execution_arn}
-        while True:
-            page = self.sfn.get_execution_history(**kwargs)
-            events.extend(page["events"])
-            if not page.get("nextToken"):
-                return events
-            kwargs["nextToken"] = page["nextToken"]
+        return executions.history(self.sfn, execution_arn)
 
     def result(self, cert_id: str, execution_arn: str) -> RegistrationResult:
         description = self.wait(execution_arn)
         events = self.history(execution_arn)
-        states = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+        states = executions.execution_path(events)
         cert = self.iot.describe_certificate(certificateId=cert_id)["certificateDescription"]
         things = self.iot.list_principal_things(principal=cert["certificateArn"])["things"]
         policies = [p["policyName"] for p in self.iot.list_attached_policies(target=cert["certificateArn"])["policies"]]

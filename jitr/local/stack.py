@@ -38,6 +38,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda
 
 from jitr.local import moto_fixes
 from jitr.local.errors import LocalRuntimeError
+from jitr.local.rules import RuleEngine
 from jitr.local.template import FunctionSpec, ResolvedTemplate, resolve_template
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -138,6 +139,7 @@ class LocalStack:
         stack_name: str = "jitr",
     ) -> None:
         self.region = region
+        self.account_id = ACCOUNT_ID
         self.stack_name = stack_name
         self.template: ResolvedTemplate = resolve_template(
             template, parameter_overrides, region=region, account_id=ACCOUNT_ID, stack_name=stack_name
@@ -146,6 +148,9 @@ class LocalStack:
         self.api_calls: list[ApiCall] = []
         self.logs: list[str] = []
         self.state_machine_arn = ""
+        self.rules = RuleEngine(self)
+        # Set for every function by the AWS the stack runs on (its endpoint, in server mode).
+        self.endpoint_environment: dict[str, str] = {}
         self._faults: dict[tuple[str, str], deque[Fault]] = defaultdict(deque)
         self._exit = ExitStack()
         self._module_prefix = f"jitr_local_{uuid.uuid4().hex[:8]}"
@@ -177,7 +182,7 @@ class LocalStack:
         )
         for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):  # restored with the rest of the environment
             os.environ.pop(name, None)
-        self._exit.enter_context(mock_aws(config=MOTO_CONFIG))
+        self._start_aws()
         # The interpreter logs every failed state as an error; the execution history already says it.
         interpreter_log = logging.getLogger("moto.stepfunctions.parser")
         self._exit.callback(interpreter_log.setLevel, interpreter_log.level)
@@ -193,6 +198,10 @@ class LocalStack:
         )
         self._deploy()
 
+    def _start_aws(self) -> None:
+        """Start the AWS the stack deploys into: moto, mocked in this process until ``stop``."""
+        self._exit.enter_context(mock_aws(config=MOTO_CONFIG))
+
     def stop(self) -> None:
         self._exit.close()
         for module_name in [m for m in sys.modules if m.startswith(self._module_prefix)]:
@@ -200,9 +209,11 @@ class LocalStack:
 
     # -- deployment ------------------------------------------------------------------------
     def client(self, service: str) -> Any:
+        """A boto3 client of the stack's AWS."""
         return boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
 
     def _deploy(self) -> None:
+        """Create what the template declares: the functions, the state machine and the IoT rules."""
         iam = self.client("iam")
         role_arn = iam.create_role(
             RoleName=f"{self.stack_name}-local-role",
@@ -227,6 +238,7 @@ class LocalStack:
             roleArn=role_arn,
             type=machine.workflow_type,
         )["stateMachineArn"]
+        self.rules.deploy()
 
     def _load_handler(self, spec: FunctionSpec) -> Callable[[Any, Any], Any]:
         """Import the handler module fresh for this stack, so warm-function caches start cold."""
@@ -244,7 +256,12 @@ class LocalStack:
     @contextmanager
     def _function_environment(self, spec: FunctionSpec) -> Iterator[None]:
         """The function's environment, changed key by key (never cleared: other threads read it)."""
-        changes = {**spec.environment, **LOCAL_FUNCTION_ENVIRONMENT, "AWS_LAMBDA_FUNCTION_NAME": spec.name}
+        changes = {
+            **spec.environment,
+            **LOCAL_FUNCTION_ENVIRONMENT,
+            **self.endpoint_environment,
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+        }
         saved = {key: os.environ.get(key) for key in changes}
         os.environ.update(changes)
         try:

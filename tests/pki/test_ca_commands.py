@@ -224,7 +224,7 @@ def test_register_creates_an_active_auto_registering_ca(ca_dir: Path, iot: Any) 
 def test_register_sends_a_verification_certificate_signed_by_the_ca(
     ca_dir: Path, iot: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """moto does not check the proof of possession: look at what reached it."""
+    """The verification certificate that reached the API is the one the registration code asked for."""
     sent: dict[str, Any] = {}
     original = IoTResponse.register_ca_certificate
 
