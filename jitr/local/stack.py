@@ -34,7 +34,6 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.config import DefaultConfig
-from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 
 from jitr.local import moto_fixes
 from jitr.local.errors import LocalRuntimeError
@@ -188,11 +187,8 @@ class LocalStack:
         self._exit.callback(interpreter_log.setLevel, interpreter_log.level)
         interpreter_log.setLevel(logging.CRITICAL)
         moto_fixes.apply(self._exit)
+        self._exit.enter_context(mock.patch.dict(os.environ, self._functions_environment()))
         self._exit.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", self._moto_invoke))
-        # The interpreter's threads build boto3 clients, which read os.environ; handlers change it.
-        self._exit.enter_context(
-            mock.patch.object(lambda_eval_utils, "boto_client_for", _serialised(lambda_eval_utils.boto_client_for))
-        )
         self._exit.enter_context(
             mock.patch.object(botocore.client.BaseClient, "_make_api_call", _recording_make_api_call)
         )
@@ -253,25 +249,33 @@ class LocalStack:
         handler: Callable[[Any, Any], Any] = getattr(module, spec.function_name_attr)
         return handler
 
-    @contextmanager
-    def _function_environment(self, spec: FunctionSpec) -> Iterator[None]:
-        """The function's environment, changed key by key (never cleared: other threads read it)."""
-        changes = {
+    def _environment_of(self, spec: FunctionSpec) -> dict[str, str]:
+        return {
             **spec.environment,
             **LOCAL_FUNCTION_ENVIRONMENT,
             **self.endpoint_environment,
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,
         }
-        saved = {key: os.environ.get(key) for key in changes}
-        os.environ.update(changes)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+
+    def _functions_environment(self) -> dict[str, str]:
+        """Every variable any function sets, present in os.environ for the life of the stack.
+
+        Other threads (the interpreter's, the caller's) iterate os.environ whenever they build a
+        boto3 client; adding or removing a key meanwhile breaks that iteration. So the keys are
+        all created once here, and an invocation only changes values. A function thus also sees
+        the variables of the others; each handler reads only its own.
+        """
+        environment: dict[str, str] = {}
+        for spec in self.template.functions.values():
+            environment.update(self._environment_of(spec))
+        return environment
+
+    @contextmanager
+    def _function_environment(self, spec: FunctionSpec) -> Iterator[None]:
+        """The function's environment: values only change, the keys exist already."""
+        for key, value in self._environment_of(spec).items():
+            os.environ[key] = value
+        yield
 
     # -- invocation ------------------------------------------------------------------------
     def _moto_invoke(
@@ -332,14 +336,6 @@ class LocalStack:
     def api_call_counts(self) -> Counter[str]:
         """How many calls the handlers made, by ``service:Operation``."""
         return Counter(f"{c.service}:{c.operation}" for c in self.api_calls)
-
-
-def _serialised(function: Callable[..., Any]) -> Callable[..., Any]:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        with _INVOKE_LOCK:
-            return function(*args, **kwargs)
-
-    return call
 
 
 def _placeholder_zip() -> bytes:
