@@ -10,7 +10,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build needs the Lambda runtime's interpreter (python3.13) on PATH.
 PY313 := $(shell command -v python3.13 2>/dev/null || ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
 
-.PHONY: install demo test lint bench build deploy delete clean
+.PHONY: install demo test lint bench build deploy delete clean mosquitto-clients
 
 install: $(STAMP)
 
@@ -23,8 +23,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/jitr demo
 
-test: $(STAMP)
+test: $(STAMP) mosquitto-clients
 	$(BIN)/python -m pytest
+
+# The local endpoint's tests drive it with the real mosquitto_pub client.
+mosquitto-clients:
+	@command -v mosquitto_pub >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing mosquitto-clients (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null; \
+	  else \
+	    echo "make test needs mosquitto_pub: apt-get install mosquitto-clients (Debian/Ubuntu) or brew install mosquitto (macOS)"; \
+	    exit 2; \
+	  fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -39,6 +39,13 @@ def local() -> None:
     help="Port of the AWS API endpoint on 127.0.0.1 (0: any free port).",
 )
 @click.option(
+    "--mqtt-port",
+    type=click.IntRange(0, 65535),
+    default=8883,
+    show_default=True,
+    help="Port of the MQTT endpoint (mutual TLS) on 127.0.0.1 (0: any free port).",
+)
+@click.option(
     "--state-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
@@ -54,18 +61,25 @@ def local() -> None:
 @click.option(
     "--template", type=click.Path(path_type=Path), default=None, help="The SAM template (default: the project's)."
 )
-def up(api_port: int, state_dir: Path | None, overrides: tuple[str, ...], template: Path | None) -> None:
-    """Serve the AWS API with the stack deployed, until Ctrl-C or SIGTERM.
+def up(
+    api_port: int, mqtt_port: int, state_dir: Path | None, overrides: tuple[str, ...], template: Path | None
+) -> None:
+    """Serve the AWS API and AWS IoT's MQTT endpoint with the stack deployed, until Ctrl-C or SIGTERM.
 
     The functions, state machine and IoT rules of the template run behind
-    http://127.0.0.1:API_PORT, for `aws --endpoint-url` and boto3. When everything is ready,
-    one line is printed: `jitr local ready api=http://127.0.0.1:API_PORT`.
+    http://127.0.0.1:API_PORT, for `aws --endpoint-url` and boto3. Devices connect over MQTT
+    with mutual TLS to 127.0.0.1:MQTT_PORT, trusting STATE_DIR/server-ca.pem, and are
+    registered, refused or authorised as AWS IoT would. When everything is ready, one line is
+    printed: `jitr local ready api=http://127.0.0.1:API_PORT mqtt=127.0.0.1:MQTT_PORT
+    cafile=STATE_DIR/server-ca.pem`.
     """
     from jitr.local.server import LocalEndpoint  # noqa: PLC0415 (moto: only `local up` pays for it)
 
     stop = threading.Event()
     try:
-        endpoint = LocalEndpoint(template, parse_overrides(overrides), api_port=api_port, state_dir=state_dir)
+        endpoint = LocalEndpoint(
+            template, parse_overrides(overrides), api_port=api_port, mqtt_port=mqtt_port, state_dir=state_dir
+        )
         with _stop_on_signals(stop), endpoint:
             click.echo(endpoint.ready_line())
             sys.stdout.flush()

@@ -15,11 +15,13 @@ Each fix is a ``unittest.mock.patch`` applied for the life of a local stack:
 * GetRegistrationCode returns one code per account and region, and RegisterCACertificate
   checks the verification certificate when one is given: its CN must be that code and the
   CA must have signed it.
+* DescribeEndpoint for ``iot:Data-ATS`` and ``iot:Data`` returns the local MQTT endpoint's host
+  (``127.0.0.1``) once one serves the account (``set_data_endpoint``), as AWS returns the
+  account's data endpoint.
 """
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from contextlib import ExitStack
 from typing import Any
@@ -27,10 +29,10 @@ from unittest import mock
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.serialization import Encoding
+from jitr_core.certificates import certificate_id
 from moto.core.responses import ActionResult, EmptyResult
 from moto.iot.exceptions import InvalidRequestException, IoTClientError, ResourceAlreadyExistsException
-from moto.iot.models import FakeCaCertificate, FakeCertificate, FakeThing, IoTBackend
+from moto.iot.models import FakeCaCertificate, FakeCertificate, FakeEndpoint, FakeThing, IoTBackend
 from moto.iot.responses import IoTResponse
 
 CERTIFICATE_STATUSES = frozenset(
@@ -44,6 +46,7 @@ _original_create_thing = IoTBackend.create_thing
 _original_update_certificate = IoTBackend.update_certificate
 _original_certificate_description = FakeCertificate.to_description_dict
 _original_register_certificate = IoTBackend.register_certificate
+DATA_ENDPOINT_TYPES = frozenset({"iot:Data", "iot:Data-ATS"})
 
 
 class CertificateValidationException(IoTClientError):
@@ -103,7 +106,7 @@ def _load_pem(pem: str, what: str) -> x509.Certificate:
 
 def der_certificate_id(pem: str) -> str:
     """AWS IoT's certificate id: the lowercase hex SHA-256 of the certificate's DER."""
-    return hashlib.sha256(_load_pem(pem, "certificate").public_bytes(Encoding.DER)).hexdigest()
+    return certificate_id(_load_pem(pem, "certificate"))
 
 
 def _compute_cert_id(self: FakeCertificate, certificate_pem: str) -> str:
@@ -214,6 +217,19 @@ def _list_ca_response(self: IoTResponse) -> ActionResult:
     return ActionResult({"certificates": certificates})
 
 
+def set_data_endpoint(backend: IoTBackend, host: str) -> None:
+    """Make DescribeEndpoint return ``host`` as the account's data endpoint."""
+    backend.jitr_data_endpoint = host  # type: ignore[attr-defined]
+
+
+def _describe_endpoint(self: IoTBackend, endpoint_type: str) -> FakeEndpoint:
+    endpoint = FakeEndpoint(endpoint_type, self.region_name)
+    host = getattr(self, "jitr_data_endpoint", None)
+    if host is not None and endpoint_type in DATA_ENDPOINT_TYPES:
+        endpoint.endpoint = host
+    return endpoint
+
+
 def apply(stack: ExitStack) -> None:
     """Apply every fix until ``stack`` closes."""
     stack.enter_context(mock.patch.object(FakeCertificate, "compute_cert_id", _compute_cert_id))
@@ -227,3 +243,4 @@ def apply(stack: ExitStack) -> None:
     stack.enter_context(mock.patch.object(IoTBackend, "create_thing", _create_thing))
     stack.enter_context(mock.patch.object(IoTBackend, "update_certificate", _update_certificate))
     stack.enter_context(mock.patch.object(FakeCertificate, "to_description_dict", _certificate_description))
+    stack.enter_context(mock.patch.object(IoTBackend, "describe_endpoint", _describe_endpoint))

@@ -6,8 +6,10 @@ in process with the template's environment, the state machine's real ASL, the Io
 reachable by ``aws --endpoint-url`` and boto3 from any process. Moto's Step Functions
 interpreter and the handlers call AWS through that endpoint.
 
-``LocalEndpoint`` runs the stack and lists what it serves; its ready line names every
-endpoint, ``jitr local ready api=http://127.0.0.1:4566``.
+``LocalEndpoint`` runs the stack and its MQTT endpoint (:mod:`jitr.local.mqtt`, mutual TLS on
+``127.0.0.1:<mqtt-port>``, with a server CA written to ``<state-dir>/server-ca.pem``) and lists
+what it serves; its ready line names every endpoint,
+``jitr local ready api=http://127.0.0.1:4566 mqtt=127.0.0.1:8883 cafile=DIR/server-ca.pem``.
 """
 
 from __future__ import annotations
@@ -29,12 +31,17 @@ from moto.core.base_backend import BackendDict
 from moto.core.config import default_user_config
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+from jitr.local.authorizer import Authorizer
 from jitr.local.credentials import LOCAL_CREDENTIALS
 from jitr.local.errors import LocalRuntimeError
+from jitr.local.moto_fixes import set_data_endpoint
+from jitr.local.mqtt import MqttBroker
 from jitr.local.stack import DEFAULT_TEMPLATE, MOTO_CONFIG, LocalStack
+from jitr.local.tls import SERVER_CA_FILE, ClientTrust, write_server_files
 
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 4566
+DEFAULT_MQTT_PORT = 8883
 READY_PREFIX = "jitr local ready"
 SERVER_START_TIMEOUT_SECONDS = 10.0
 
@@ -136,7 +143,10 @@ class Endpoint:
 
 
 class LocalEndpoint:
-    """Everything ``jitr local up`` runs: the stack behind its API endpoint, and the state directory."""
+    """Everything ``jitr local up`` runs: the stack behind its API and MQTT endpoints, and the state directory.
+
+    ``mqtt_port=0`` listens on a free port; ``mqtt_port`` holds the port in use once started.
+    """
 
     def __init__(
         self,
@@ -144,9 +154,12 @@ class LocalEndpoint:
         parameter_overrides: dict[str, str] | None = None,
         *,
         api_port: int = DEFAULT_API_PORT,
+        mqtt_port: int = DEFAULT_MQTT_PORT,
         state_dir: Path | None = None,
     ) -> None:
         self.stack = ServerStack(template or DEFAULT_TEMPLATE, parameter_overrides, api_port=api_port)
+        self.mqtt_port = mqtt_port
+        self.broker: MqttBroker | None = None
         self._owns_state_dir = state_dir is None
         self.state_dir = state_dir or Path(tempfile.gettempdir()) / f"jitr-local-{uuid.uuid4().hex[:12]}"
 
@@ -165,19 +178,39 @@ class LocalEndpoint:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.stack.start()
+            self._start_mqtt()
         except BaseException:
             self.stop()
             raise
 
+    def _start_mqtt(self) -> None:
+        authorizer = Authorizer(self.stack)
+        trust = ClientTrust(write_server_files(self.state_dir), authorizer.registered_ca_pems)
+        self.broker = MqttBroker(authorizer, trust, host=LOCAL_HOST, port=self.mqtt_port)
+        self.mqtt_port = self.broker.start()
+        set_data_endpoint(authorizer.backend, LOCAL_HOST)
+
+    @property
+    def cafile(self) -> Path:
+        """The server CA devices trust: the local stand-in for AmazonRootCA1.pem."""
+        return self.state_dir / SERVER_CA_FILE
+
     def stop(self) -> None:
-        """Stop the stack, release its port, and remove the state directory unless it was given."""
+        """Stop the endpoints, release their ports, and remove the state directory unless it was given."""
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
         self.stack.stop()
         if self._owns_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def endpoints(self) -> list[Endpoint]:
         """What this run serves, in the order of the ready line."""
-        return [Endpoint("api", self.stack.api_url)]
+        return [
+            Endpoint("api", self.stack.api_url),
+            Endpoint("mqtt", f"{LOCAL_HOST}:{self.mqtt_port}"),
+            Endpoint("cafile", str(self.cafile)),
+        ]
 
     def ready_line(self) -> str:
         return " ".join([READY_PREFIX, *(f"{e.name}={e.address}" for e in self.endpoints())])

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.workflow
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[LocalEndpoint]:
     """One endpoint per test module (port 0: the system picks a free one), stopped after it."""
-    with LocalEndpoint(api_port=0) as running:
+    with LocalEndpoint(api_port=0, mqtt_port=0) as running:
         yield running
 
 

@@ -119,21 +119,34 @@ def test_a_busy_port_is_a_one_line_error() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(LocalRuntimeError, match=f"cannot listen on 127.0.0.1:{port}"):
-            LocalEndpoint(api_port=port).start()
-        run = jitr("local", "up", "--api-port", str(port))
+            LocalEndpoint(api_port=port, mqtt_port=0).start()
+        run = jitr("local", "up", "--api-port", str(port), "--mqtt-port", "0")
+
+    assert run.exit_code == 2
+    assert run.stderr.startswith(f"jitr: error: cannot listen on 127.0.0.1:{port}")
+
+
+def test_a_busy_mqtt_port_is_a_one_line_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(LocalRuntimeError, match=f"cannot listen on 127.0.0.1:{port}"):
+            LocalEndpoint(api_port=0, mqtt_port=port).start()
+        run = jitr("local", "up", "--api-port", "0", "--mqtt-port", str(port))
 
     assert run.exit_code == 2
     assert run.stderr.startswith(f"jitr: error: cannot listen on 127.0.0.1:{port}")
 
 
 def test_the_default_state_dir_is_temporary_and_a_given_one_is_kept(tmp_path: Path) -> None:
-    with LocalEndpoint(api_port=0) as temporary:
+    with LocalEndpoint(api_port=0, mqtt_port=0) as temporary:
         made = temporary.state_dir
         assert made.is_dir()
     assert not made.exists()
 
     given = tmp_path / "state"
-    with LocalEndpoint(api_port=0, state_dir=given):
+    with LocalEndpoint(api_port=0, mqtt_port=0, state_dir=given):
         assert given.is_dir()
     assert given.is_dir()
 
@@ -157,7 +170,7 @@ def _port_is_free(port: int) -> bool:
 def local_up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], queue.Queue[str]]]:
     """`jitr local up` in its own process; killed after the test if it is still running."""
     process = subprocess.Popen(
-        [str(JITR), "local", "up", "--api-port", "0", "--state-dir", str(tmp_path / "state")],
+        [str(JITR), "local", "up", "--api-port", "0", "--mqtt-port", "0", "--state-dir", str(tmp_path / "state")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -184,10 +197,15 @@ def test_local_up_serves_until_interrupted_then_frees_its_port(
         ready = lines.get(timeout=READY_TIMEOUT_SECONDS).strip()
     except queue.Empty:
         pytest.fail(f"no ready line within {READY_TIMEOUT_SECONDS}s")
-    assert ready.startswith("jitr local ready api=http://127.0.0.1:")
-    url = ready.rsplit("api=", 1)[1]
+    fields = dict(field.split("=", 1) for field in ready.removeprefix("jitr local ready ").split())
+    assert list(fields) == ["api", "mqtt", "cafile"]
+    url = fields["api"]
+    assert url.startswith("http://127.0.0.1:")
     port = int(url.rsplit(":", 1)[1])
-    assert (tmp_path / "state").is_dir()
+    mqtt_host, mqtt_port = fields["mqtt"].rsplit(":", 1)
+    assert mqtt_host == "127.0.0.1"
+    assert fields["cafile"] == str(tmp_path / "state" / "server-ca.pem")
+    assert "BEGIN CERTIFICATE" in Path(fields["cafile"]).read_text()
 
     aws_cli = shutil.which("aws")
     if aws_cli is not None:
@@ -216,4 +234,5 @@ def test_local_up_serves_until_interrupted_then_frees_its_port(
     process.send_signal(signal.SIGINT)
     assert process.wait(STOP_TIMEOUT_SECONDS) == 0
     assert _port_is_free(port)
+    assert _port_is_free(int(mqtt_port))
     assert (tmp_path / "state").is_dir()

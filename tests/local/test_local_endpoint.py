@@ -31,9 +31,13 @@ def error_code(exc: pytest.ExceptionInfo[ClientError]) -> str:
     return str(exc.value.response["Error"]["Code"])
 
 
-def test_ready_line_lists_the_api_endpoint(endpoint: LocalEndpoint) -> None:
-    assert endpoint.ready_line() == f"jitr local ready api=http://127.0.0.1:{endpoint.stack.api_port}"
+def test_ready_line_lists_the_endpoints(endpoint: LocalEndpoint) -> None:
+    assert endpoint.ready_line() == (
+        f"jitr local ready api=http://127.0.0.1:{endpoint.stack.api_port}"
+        f" mqtt=127.0.0.1:{endpoint.mqtt_port} cafile={endpoint.state_dir / 'server-ca.pem'}"
+    )
     assert endpoint.stack.api_port > 0
+    assert endpoint.mqtt_port > 0
     assert endpoint.state_dir.is_dir()
 
 
