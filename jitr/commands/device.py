@@ -51,6 +51,7 @@ from jitr.commands.ca import (
     print_json,
 )
 from jitr.commands.common import usage_error
+from jitr.commands.connect import connect
 from jitr.commands.crl import describe_crl, publish_crl, s3_location
 
 EXIT_INTERRUPTED = 130
@@ -382,7 +383,10 @@ def recover(issuer: Issuer, name: str) -> pki.ManifestRow:
 
 @click.group()
 def device() -> None:
-    """Issue device certificates, sign devices' CSRs, and revoke certificates."""
+    """Issue device certificates, sign devices' CSRs, revoke certificates, and connect as a device."""
+
+
+device.add_command(connect)
 
 
 def bulk_names(prefix: str, count: int, start: int, digits: int | None) -> list[str]:
