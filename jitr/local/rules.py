@@ -4,10 +4,13 @@ AWS IoT's rules engine evaluates every rule whose ``FROM`` topic filter matches 
 topic and runs its actions. Locally the same rules, resolved from ``template.yaml``, are
 deployed into moto's AWS IoT (so ``ListTopicRules`` shows them) and applied by ``publish``:
 
-* ``SELECT * FROM '<topic filter>'`` is the SQL understood (the whole message, as JSON);
+* the SQL is the subset of AWS IoT SQL in ``jitr.local.rule_sql`` (``SELECT`` of ``*``, field
+  paths, ``topic()``, ``topic(n)`` and ``timestamp()``, ``FROM`` a topic filter, a ``WHERE`` of
+  comparisons joined by ``AND``/``OR``/``NOT``); a message whose ``WHERE`` is not true runs no
+  action, and the actions receive the selected value, as JSON;
 * a ``StepFunctions`` action starts an execution of the named state machine, named the
-  action's ``ExecutionNamePrefix`` plus a UUID, with the message as input;
-* an ``S3`` action puts the message in the bucket under its ``Key`` template, where
+  action's ``ExecutionNamePrefix`` plus a UUID, with the selected value as input;
+* an ``S3`` action puts the selected value in the bucket under its ``Key`` template, where
   ``${topic()}`` and ``${timestamp()}`` are substituted as AWS IoT does.
 
 Any other SQL, action or substitution is refused when the stack starts, naming the rule:
@@ -25,12 +28,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jitr.local.errors import TemplateError
+from jitr.local.rule_sql import Message, RuleQuery, RuleSqlError, parse
 from jitr.local.template import TopicRuleSpec
 
 if TYPE_CHECKING:
     from jitr.local.stack import LocalStack
 
-_SELECT_ALL = re.compile(r"\s*SELECT\s+\*\s+FROM\s+'(?P<filter>[^']+)'\s*", re.IGNORECASE)
 _SUBSTITUTION = re.compile(r"\$\{([^}]*)\}")
 KEY_FUNCTIONS: dict[str, Callable[[str], str]] = {
     "topic()": lambda topic: topic,
@@ -50,12 +53,16 @@ class Delivery:
 
 @dataclass(frozen=True)
 class LocalRule:
-    """A template rule the local stack can apply: its topic filter and actions."""
+    """A template rule the local stack can apply: its parsed SQL and actions."""
 
     name: str
-    topic_filter: str
+    query: RuleQuery
     sql: str
     actions: list[dict[str, Any]]
+
+    @property
+    def topic_filter(self) -> str:
+        return self.query.topic_filter
 
     def matches(self, topic: str) -> bool:
         return topic_matches(self.topic_filter, topic)
@@ -77,13 +84,15 @@ def local_rules(topic_rules: dict[str, TopicRuleSpec]) -> list[LocalRule]:
     """The template's rules as the local stack applies them; anything it cannot apply is an error naming the rule."""
     rules: list[LocalRule] = []
     for spec in topic_rules.values():
-        match = _SELECT_ALL.fullmatch(spec.sql)
-        if match is None:
-            message = "the local rules engine runs only SELECT * FROM '<topic filter>'"
-            raise TemplateError(f"IoT rule {spec.logical_id}: {message}, not {spec.sql!r}")
+        try:
+            query = parse(spec.sql)
+        except RuleSqlError as error:
+            raise TemplateError(
+                f"IoT rule {spec.logical_id}: the local rules engine cannot run {spec.sql!r}: {error}"
+            ) from error
         for action in spec.actions:
             _check_action(spec.logical_id, action)
-        rules.append(LocalRule(name=spec.name, topic_filter=match["filter"], sql=spec.sql, actions=spec.actions))
+        rules.append(LocalRule(name=spec.name, query=query, sql=spec.sql, actions=spec.actions))
     return rules
 
 
@@ -142,13 +151,14 @@ class RuleEngine:
                 if "S3" in action:
                     s3.create_bucket(Bucket=action["S3"]["BucketName"])
 
-    def publish(self, topic: str, message: dict[str, Any]) -> list[Delivery]:
-        """Deliver ``message`` on ``topic`` to every matching rule; what each action did, in order."""
-        payload = json.dumps(message)
+    def publish(self, topic: str, message: Any) -> list[Delivery]:
+        """Deliver ``message`` on ``topic`` to every matching rule whose ``WHERE`` holds; what each action did."""
+        received = Message(payload=message, topic=topic, timestamp=int(time.time() * 1000))
         deliveries: list[Delivery] = []
         for rule in self.rules:
-            if not rule.matches(topic):
+            if not rule.matches(topic) or not rule.query.accepts(received):
                 continue
+            payload = json.dumps(rule.query.select(received))
             for action in rule.actions:
                 if "StepFunctions" in action:
                     deliveries.append(

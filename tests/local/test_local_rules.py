@@ -100,8 +100,8 @@ def _template_with_rule(directory: Path, sql: str, action: str) -> Path:
 @pytest.mark.parametrize(
     ("sql", "action", "message"),
     [
-        ("SELECT temperature FROM 'dt/+'", "S3: {BucketName: b, Key: k}", "SELECT * FROM '<topic filter>'"),
-        ("SELECT * FROM 'dt/+' WHERE x > 1", "S3: {BucketName: b, Key: k}", "SELECT * FROM '<topic filter>'"),
+        ("SELECT upper(x) FROM 'dt/+'", "S3: {BucketName: b, Key: k}", "unsupported function upper()"),
+        ("SELECT * FROM 'dt/+' WHERE x LIKE 1", "S3: {BucketName: b, Key: k}", "unsupported 'LIKE'"),
         ("SELECT * FROM 'dt/+'", "Lambda: {FunctionArn: f}", "not Lambda"),
         ("SELECT * FROM 'dt/+'", "S3: {BucketName: b, Key: '${clientid()}'}", "not ${clientid()}"),
     ],
