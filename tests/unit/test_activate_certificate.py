@@ -9,30 +9,16 @@ import pytest
 from jitr_core.errors import InvalidStepInput
 
 from jitr import pki
+from tests.unit.registry import status_of
 
 if TYPE_CHECKING:
     from tests.conftest import Registered
     from tests.unit.conftest import CallLog, Steps
 
-POLICY = "jitr-device-policy"
-
 
 @pytest.fixture
 def registered(register: Callable[..., Registered], ca: pki.Issued) -> Registered:
     return register(pki.issue_device_certificate(ca, "device-aa-1"))
-
-
-def status_of(iot: Any, registered: Registered) -> str:
-    return str(iot.describe_certificate(certificateId=registered.certificate_id)["certificateDescription"]["status"])
-
-
-def attached_policies(iot: Any, registered: Registered) -> list[str]:
-    return [p["policyName"] for p in iot.list_attached_policies(target=registered.certificate_arn)["policies"]]
-
-
-def attached_things(iot: Any, registered: Registered) -> list[str]:
-    things: list[str] = iot.list_principal_things(principal=registered.certificate_arn)["things"]
-    return things
 
 
 def test_certificate_is_active_after_activation(steps: Steps, registered: Registered, iot: Any) -> None:

@@ -10,12 +10,11 @@ import pytest
 from jitr_core.errors import InvalidStepInput
 
 from jitr import pki
+from tests.unit.registry import POLICY, status_of
 
 if TYPE_CHECKING:
     from tests.conftest import Registered
     from tests.unit.conftest import CallLog, Steps
-
-POLICY = "jitr-device-policy"
 
 
 @pytest.fixture
@@ -27,10 +26,6 @@ def failed(state: dict[str, Any], error: str) -> dict[str, Any]:
     """The state as a Catch (ResultPath $.error) hands it to Compensate."""
     cause = json.dumps({"errorType": error, "errorMessage": "test"})
     return {**state, "error": {"Error": error, "Cause": cause}}
-
-
-def status_of(iot: Any, registered: Registered) -> str:
-    return str(iot.describe_certificate(certificateId=registered.certificate_id)["certificateDescription"]["status"])
 
 
 def thing_names(iot: Any) -> list[str]:
