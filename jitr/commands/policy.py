@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -143,7 +144,11 @@ def request_resource(action: str, topic: str | None, resource: str | None, conte
 
 
 def context_options(func: Any) -> Any:
-    """The options that describe the connection, shared by ``test`` and ``explain``."""
+    """The options that describe the connection, shared by ``test`` and ``explain``.
+
+    The command receives them (with its own ``--client-id`` and ``--thing-name``) as one
+    ``context: ConnectionContext``.
+    """
     options = [
         click.option("--not-attached", is_flag=True, help="The thing is not attached to the certificate."),
         click.option("--thing-type", default=None, help="The thing's type (iot:Connection.Thing.ThingTypeName)."),
@@ -158,9 +163,38 @@ def context_options(func: Any) -> Any:
         click.option("--account", default=DEFAULT_ACCOUNT, show_default=True),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
     ]
+
+    @functools.wraps(func)
+    def with_context(
+        *,
+        client_id: str | None,
+        thing_name: str | None,
+        not_attached: bool,
+        thing_type: str | None,
+        attributes: tuple[str, ...],
+        cert: Path | None,
+        source_ip: str | None,
+        region: str,
+        account: str,
+        **rest: Any,
+    ) -> Any:
+        context = connection(
+            client_id=client_id,
+            thing_name=thing_name,
+            attached=not not_attached,
+            thing_type=thing_type,
+            attributes=attributes,
+            cert=cert,
+            source_ip=source_ip,
+            region=region,
+            account=account,
+        )
+        return func(context=context, **rest)
+
+    wrapped: Any = with_context
     for option in reversed(options):
-        func = option(func)
-    return func
+        wrapped = option(wrapped)
+    return wrapped
 
 
 policy_files_option = click.option(
@@ -199,16 +233,8 @@ def test_command(
     action: str,
     topic: str | None,
     resource: str | None,
-    client_id: str | None,
-    thing_name: str | None,
     request_keys: tuple[str, ...],
-    not_attached: bool,
-    thing_type: str | None,
-    attributes: tuple[str, ...],
-    cert: Path | None,
-    source_ip: str | None,
-    region: str,
-    account: str,
+    context: ConnectionContext,
     as_json: bool,
 ) -> None:
     """Decide one request as AWS IoT would: ALLOW or DENY, and the statement that decided.
@@ -218,17 +244,6 @@ def test_command(
     if not action.lower().startswith("iot:") or len(action) <= 4:
         usage_error(f"--action must be an AWS IoT action such as iot:Publish, not {action!r}")
     policies = CompiledPolicySet(load_policies(policy_files))
-    context = connection(
-        client_id=client_id,
-        thing_name=thing_name,
-        attached=not not_attached,
-        thing_type=thing_type,
-        attributes=attributes,
-        cert=cert,
-        source_ip=source_ip,
-        region=region,
-        account=account,
-    )
     arn = request_resource(action, topic, resource, context)
     decision = policies.evaluate(Request(action, arn, parse_request_keys(request_keys) or None), context)
     if as_json:
@@ -249,30 +264,11 @@ def test_command(
 def explain_command(
     *,
     policy_files: tuple[Path, ...],
-    thing_name: str,
-    client_id: str | None,
-    not_attached: bool,
-    thing_type: str | None,
-    attributes: tuple[str, ...],
-    cert: Path | None,
-    source_ip: str | None,
-    region: str,
-    account: str,
+    context: ConnectionContext,
     as_json: bool,
 ) -> None:
     """List, per action, the concrete client ids, topics and topic filters a device may use."""
     policies = CompiledPolicySet(load_policies(policy_files))
-    context = connection(
-        client_id=client_id,
-        thing_name=thing_name,
-        attached=not not_attached,
-        thing_type=thing_type,
-        attributes=attributes,
-        cert=cert,
-        source_ip=source_ip,
-        region=region,
-        account=account,
-    )
     explained = explain(policies, context)
     if as_json:
         click.echo(
@@ -285,7 +281,7 @@ def explain_command(
         )
         return
     console = _console()
-    console.print(f"[bold]{escape(thing_name)}[/] (client id {escape(context.client_id or '-')})")
+    console.print(f"[bold]{escape(context.thing_name or '-')}[/] (client id {escape(context.client_id or '-')})")
     for action, grants in explained.items():
         console.print(f"\n[bold]{action}[/]")
         if not any(g.effect == "Allow" for g in grants):
