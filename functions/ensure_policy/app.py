@@ -8,6 +8,7 @@ no further policy calls.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from enum import StrEnum
@@ -39,7 +40,9 @@ class PolicyChange(StrEnum):
     UNCHANGED = "unchanged"
 
 
+@functools.cache
 def load_policy_document(path: Path = POLICY_FILE) -> dict[str, Any]:
+    """The shipped policy document, read once per warm function (it only changes with a deploy)."""
     document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return document
 

@@ -132,11 +132,18 @@ class RuleEngine:
     def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
         self.rules = local_rules(stack.template.topic_rules)
+        self._clients: dict[str, Any] = {}
+
+    def _client(self, service: str) -> Any:
+        """One client per service for the engine's life: a delivery should not build one."""
+        if service not in self._clients:
+            self._clients[service] = self.stack.client(service)
+        return self._clients[service]
 
     def deploy(self) -> None:
         """Create the rules in the local AWS IoT, and the buckets their S3 actions write to."""
-        iot = self.stack.client("iot")
-        s3 = self.stack.client("s3")
+        iot = self._client("iot")
+        s3 = self._client("s3")
         for rule in self.rules:
             iot.create_topic_rule(
                 ruleName=rule.name,
@@ -170,12 +177,12 @@ class RuleEngine:
 
     def _start(self, action: dict[str, Any], payload: str) -> str:
         arn = f"arn:aws:states:{self.stack.region}:{self.stack.account_id}:stateMachine:{action['StateMachineName']}"
-        started = self.stack.client("stepfunctions").start_execution(
+        started = self._client("stepfunctions").start_execution(
             stateMachineArn=arn, name=f"{action.get('ExecutionNamePrefix', '')}{uuid.uuid4()}", input=payload
         )
         return str(started["executionArn"])
 
     def _put(self, action: dict[str, Any], topic: str, payload: str) -> str:
         bucket, key = action["BucketName"], object_key(str(action["Key"]), topic)
-        self.stack.client("s3").put_object(Bucket=bucket, Key=key, Body=payload.encode())
+        self._client("s3").put_object(Bucket=bucket, Key=key, Body=payload.encode())
         return f"s3://{bucket}/{key}"
