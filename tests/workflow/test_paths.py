@@ -419,7 +419,6 @@ def test_unknown_certificate_fails_with_a_named_error_and_writes_nothing(workflo
 
 
 def test_late_event_for_an_inactive_certificate_is_rejected_without_writes(workflow: Workflow) -> None:
-    device = workflow.device("device-late")
     rejected = workflow.register(workflow.device("device-*"))
     assert rejected.certificate_status == "INACTIVE"
     workflow.stack.api_calls.clear()
@@ -428,7 +427,6 @@ def test_late_event_for_an_inactive_certificate_is_rejected_without_writes(workf
 
     description = workflow.local.wait(workflow.local.start_registration(event))
 
-    assert device is not None
     assert cert_pem["status"] == "INACTIVE"
     assert description["error"] == "CertificateNotPending"
     assert workflow.writes() == []
