@@ -92,6 +92,11 @@ class Authorizer:
     def authorization(self, policies: BoundPolicySet) -> Authorization:
         return Authorization(policies, self.stack.region, self.stack.account_id)
 
+    def certificate_status(self, cert_id: str) -> str | None:
+        """The certificate's status in the registry now, None when it is no longer registered."""
+        certificate = self.backend.certificates.get(cert_id)
+        return certificate.status if certificate is not None else None
+
     def connect(self, leaf_der: bytes, client_id: str) -> ConnectDecision:
         """Decide a CONNECT from the client certificate ``leaf_der`` with ``client_id``."""
         leaf = x509.load_der_x509_certificate(leaf_der)

@@ -1,22 +1,30 @@
-"""The MQTT endpoint of ``jitr local up``: MQTT 3.1.1 over mutual TLS, deciding as AWS IoT does.
+"""The MQTT endpoint of ``jitr local up``: MQTT 3.1.1 and 5 over mutual TLS, deciding as AWS IoT does.
 
-A small MQTT 3.1.1 server on asyncio (CONNECT/CONNACK, PUBLISH QoS 0 and 1 with PUBACK,
+A small MQTT server on asyncio (CONNECT/CONNACK, PUBLISH QoS 0 and 1 with PUBACK,
 SUBSCRIBE/SUBACK, UNSUBSCRIBE/UNSUBACK, PINGREQ/PINGRESP, DISCONNECT), listening on
 ``127.0.0.1:<mqtt-port>`` in a thread of its own. Each connection is upgraded to TLS with a
 context trusting the CA certificates registered at that moment (:mod:`jitr.local.tls`);
 the client's leaf certificate and client id then go to the :class:`Authorizer`, which
 answers as AWS IoT would:
 
-* a refused CONNECT gets CONNACK return code 5 (not authorised) and the connection closes;
+* a refused CONNECT gets CONNACK "not authorised" (3.1.1: return code 5, MQTT 5: 0x87) and
+  the connection closes;
 * a second connection with the same client id disconnects the first;
 * a PUBLISH the policies deny disconnects the client (AWS IoT does not drop it silently);
   an allowed one is delivered to the subscribers allowed to receive it, and, when its payload
   is JSON, to the template's IoT rules (``stack.rules.publish``), so the telemetry rule archives it;
-* a SUBSCRIBE filter the policies deny gets the failure code 0x80 in the SUBACK.
+* a SUBSCRIBE filter the policies deny gets a failure code in the SUBACK (3.1.1: 0x80, MQTT 5: 0x87);
+* a certificate that stops being ``ACTIVE`` (deactivated, revoked) ends its open sessions.
+
+MQTT 5 clients get reason codes and a DISCONNECT packet saying why the server ends their
+session (not authorised, session taken over, keep-alive timeout, protocol error, shutting
+down, administrative action); their CONNACK announces what the endpoint serves (maximum QoS 1,
+no retained messages, topic aliases up to 8, no shared subscriptions or subscription
+identifiers), message properties travel to MQTT 5 subscribers, and No Local is honoured.
 
 QoS 2, retained messages, wills and persistent sessions are not served: AWS IoT does not
 support QoS 2, and the registration workflow needs none of the others. A QoS 2 PUBLISH closes
-the connection.
+the connection; a 3.1.1 retained PUBLISH is delivered as an ordinary message.
 """
 
 from __future__ import annotations
@@ -24,161 +32,111 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import struct
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from jitr.local.authorizer import Authorization, Authorizer
+from jitr.local.authorizer import ACTIVE, Authorization, Authorizer
 from jitr.local.errors import LocalRuntimeError
+from jitr.local.mqtt_packets import (
+    ACCEPTED,
+    AUTH,
+    CONNECT,
+    DISCONNECT,
+    FORWARDED_PROPERTIES,
+    IDENTIFIER_REJECTED,
+    MAX_PACKET_BYTES,
+    MQTT_5,
+    NOT_AUTHORISED,
+    PINGREQ,
+    PINGRESP,
+    PUBACK,
+    PUBLISH,
+    SUBACK,
+    SUBSCRIBE,
+    SUBSCRIBE_FAILURE,
+    UNACCEPTABLE_PROTOCOL,
+    UNSUBACK,
+    UNSUBSCRIBE,
+    Connect,
+    Disconnect,
+    Packet,
+    Prop,
+    ProtocolError,
+    Publish,
+    Reason,
+    ack_packet,
+    codes_packet,
+    connack_packet,
+    disconnect_packet,
+    packet,
+    parse_connect,
+    parse_publish,
+    parse_subscribe,
+    parse_unsubscribe,
+    property_block,
+    publish_packet,
+    read_packet,
+)
 from jitr.local.rules import topic_matches
 from jitr.local.tls import ClientTrust
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
-SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 8, 9, 10, 11
-PINGREQ, PINGRESP, DISCONNECT = 12, 13, 14
-ACCEPTED, UNACCEPTABLE_PROTOCOL, IDENTIFIER_REJECTED, NOT_AUTHORISED = 0, 1, 2, 5
-SUBSCRIBE_FAILURE = 0x80
-PROTOCOL_LEVELS = {("MQTT", 4), ("MQIsdp", 3)}
 HANDSHAKE_TIMEOUT_SECONDS = 10.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 START_TIMEOUT_SECONDS = 10.0
-MAX_PACKET_BYTES = 128 * 1024  # AWS IoT's message size limit
-
-
-class ProtocolError(Exception):
-    """A packet this server does not accept; the connection is closed."""
+STATUS_CHECK_SECONDS = 1.0  # how often open sessions' certificates are checked for ACTIVE
+TOPIC_ALIAS_MAXIMUM = 8  # AWS IoT's limit
+SHARED_SUBSCRIPTION_PREFIX = "$share/"
+# What an MQTT 5 CONNACK tells the client the endpoint serves.
+CONNACK_PROPERTIES = property_block(
+    (Prop.MAXIMUM_QOS, 1),
+    (Prop.RETAIN_AVAILABLE, 0),
+    (Prop.TOPIC_ALIAS_MAXIMUM, TOPIC_ALIAS_MAXIMUM),
+    (Prop.MAXIMUM_PACKET_SIZE, MAX_PACKET_BYTES),
+    (Prop.SUBSCRIPTION_IDENTIFIER_AVAILABLE, 0),
+    (Prop.SHARED_SUBSCRIPTION_AVAILABLE, 0),
+)
 
 
 @dataclass(frozen=True)
-class Packet:
-    """One MQTT control packet: its type, the flags of its first byte, and its body."""
+class Grant:
+    """A subscription a session holds: the QoS granted and MQTT 5's No Local option."""
 
-    kind: int
-    flags: int
-    body: bytes
-
-
-@dataclass(frozen=True)
-class Connect:
-    """What a CONNECT packet says."""
-
-    protocol: str
-    level: int
-    keep_alive: int
-    client_id: str
-
-
-class Reader:
-    """Reads the fields of a packet body in order."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.offset = 0
-
-    def take(self, count: int) -> bytes:
-        if self.offset + count > len(self.body):
-            raise ProtocolError("truncated packet")
-        data = self.body[self.offset : self.offset + count]
-        self.offset += count
-        return data
-
-    def u8(self) -> int:
-        return self.take(1)[0]
-
-    def u16(self) -> int:
-        return int(struct.unpack("!H", self.take(2))[0])
-
-    def binary(self) -> bytes:
-        return self.take(self.u16())
-
-    def text(self) -> str:
-        try:
-            return self.binary().decode()
-        except UnicodeDecodeError:
-            raise ProtocolError("a string is not UTF-8") from None
-
-    def rest(self) -> bytes:
-        return self.take(len(self.body) - self.offset)
-
-    def done(self) -> bool:
-        return self.offset >= len(self.body)
-
-
-def encode_length(length: int) -> bytes:
-    """MQTT's variable-length remaining length."""
-    out = bytearray()
-    while True:
-        digit, length = length % 128, length // 128
-        out.append(digit | (0x80 if length else 0))
-        if not length:
-            return bytes(out)
-
-
-def packet(kind: int, body: bytes, flags: int = 0) -> bytes:
-    return bytes([(kind << 4) | flags]) + encode_length(len(body)) + body
-
-
-def text(value: str) -> bytes:
-    data = value.encode()
-    return struct.pack("!H", len(data)) + data
-
-
-def publish_packet(topic: str, payload: bytes, qos: int, packet_id: int) -> bytes:
-    header = text(topic) + (struct.pack("!H", packet_id) if qos else b"")
-    return packet(PUBLISH, header + payload, flags=qos << 1)
-
-
-async def read_packet(reader: asyncio.StreamReader) -> Packet:
-    first = (await reader.readexactly(1))[0]
-    length, multiplier = 0, 1
-    for _ in range(4):
-        digit = (await reader.readexactly(1))[0]
-        length += (digit & 0x7F) * multiplier
-        if not digit & 0x80:
-            break
-        multiplier *= 128
-    else:
-        raise ProtocolError("malformed remaining length")
-    if length > MAX_PACKET_BYTES:
-        raise ProtocolError(f"packet of {length} bytes is larger than {MAX_PACKET_BYTES}")
-    return Packet(first >> 4, first & 0x0F, await reader.readexactly(length))
-
-
-def parse_connect(body: bytes) -> Connect:
-    fields = Reader(body)
-    protocol, level, flags, keep_alive = fields.text(), fields.u8(), fields.u8(), fields.u16()
-    client_id = fields.text()
-    if flags & 0x04:  # will topic and message
-        fields.text()
-        fields.binary()
-    if flags & 0x80:
-        fields.text()
-    if flags & 0x40:
-        fields.binary()
-    return Connect(protocol, level, keep_alive, client_id)
+    qos: int
+    no_local: bool = False
 
 
 @dataclass
 class Session:
-    """One accepted MQTT connection: its client id, policies, subscriptions and writer."""
+    """One accepted MQTT connection: its client id, certificate, policies, subscriptions and writer."""
 
     client_id: str
     authorization: Authorization
     writer: asyncio.StreamWriter
+    level: int = 4
+    certificate_id: str = ""
     keep_alive: int = 0
-    subscriptions: dict[str, int] = field(default_factory=dict)
+    max_packet_size: int | None = None
+    subscriptions: dict[str, Grant] = field(default_factory=dict)
+    topic_aliases: dict[int, str] = field(default_factory=dict)
     next_packet_id: int = 0
+
+    @property
+    def mqtt5(self) -> bool:
+        return self.level == MQTT_5
 
     def packet_id(self) -> int:
         self.next_packet_id = self.next_packet_id % 0xFFFF + 1
         return self.next_packet_id
 
-    def close(self) -> None:
+    def close(self, reason: int | None = None) -> None:
+        """End the connection; an MQTT 5 client is first sent a DISCONNECT with ``reason``."""
+        if reason is not None and self.mqtt5 and not self.writer.is_closing():
+            self.writer.write(disconnect_packet(reason))
         self.writer.close()
 
 
@@ -204,6 +162,7 @@ class MqttBroker:
         self._calls: set[asyncio.Future[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
+        self._status_check: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._error: str | None = None
@@ -223,7 +182,7 @@ class MqttBroker:
         return self.port
 
     def stop(self) -> None:
-        """Close every connection, stop listening and release the port."""
+        """Close every connection (MQTT 5: "server shutting down"), stop listening and release the port."""
         loop = self._loop
         if loop is None or self._thread is None:
             return
@@ -242,6 +201,7 @@ class MqttBroker:
             return
         self.port = int(self._server.sockets[0].getsockname()[1])
         self._loop = loop
+        self._status_check = loop.create_task(self._end_sessions_of_inactive_certificates())
         self._started.set()
         try:
             loop.run_forever()
@@ -250,10 +210,12 @@ class MqttBroker:
             loop.close()
 
     async def _shutdown(self) -> None:
+        if self._status_check is not None:
+            self._status_check.cancel()
         if self._server is not None:
             self._server.close()
         for session in list(self.sessions.values()):
-            session.close()
+            session.close(Reason.SERVER_SHUTTING_DOWN)
         self.sessions.clear()
         if self._calls:  # registrations and rule actions under way finish before the stack stops
             await asyncio.wait(list(self._calls), timeout=START_TIMEOUT_SECONDS)
@@ -264,6 +226,16 @@ class MqttBroker:
         if self._server is not None:
             await asyncio.wait_for(self._server.wait_closed(), START_TIMEOUT_SECONDS)
         asyncio.get_running_loop().stop()
+
+    async def _end_sessions_of_inactive_certificates(self) -> None:
+        """As AWS IoT does, close the sessions whose certificate was deactivated or revoked since they connected."""
+        while True:
+            await asyncio.sleep(STATUS_CHECK_SECONDS)
+            for session in list(self.sessions.values()):
+                status = self.authorizer.certificate_status(session.certificate_id)
+                if status != ACTIVE:
+                    logger.info("certificate of %s is now %s: disconnecting", session.client_id, status)
+                    session.close(Reason.ADMINISTRATIVE_ACTION)
 
     async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
         """Run a call to the local AWS off the event loop; ``stop`` waits for it even if the client goes."""
@@ -282,7 +254,11 @@ class MqttBroker:
             session = await self._accept(reader, writer)
             if session is not None:
                 await self._session_loop(session, reader)
-        except (ProtocolError, OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+        except Disconnect as exc:
+            logger.info("MQTT connection closed: %s", exc)
+            if session is not None:
+                session.close(exc.reason)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
             logger.debug("MQTT connection closed: %s", exc)
         except Exception:  # the local AWS failed while deciding: this connection ends, the endpoint serves on
             logger.exception("MQTT connection closed on an error")
@@ -298,11 +274,9 @@ class MqttBroker:
         if first.kind != CONNECT:
             raise ProtocolError("the first packet is not CONNECT")
         connect = parse_connect(first.body)
-        if (connect.protocol, connect.level) not in PROTOCOL_LEVELS:
-            await self._connack(writer, UNACCEPTABLE_PROTOCOL)
-            return None
-        if not connect.client_id:
-            await self._connack(writer, IDENTIFIER_REJECTED)
+        refusal = self._refusal(connect)
+        if refusal is not None:
+            await self._connack(writer, connect.level, refusal)
             return None
         ssl_object = writer.get_extra_info("ssl_object")
         leaf = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
@@ -311,24 +285,57 @@ class MqttBroker:
         decision = await self._in_thread(self.authorizer.connect, leaf, connect.client_id)
         if not decision.accepted or decision.policies is None:
             logger.info("CONNECT %s refused: %s", connect.client_id, decision.reason)
-            await self._connack(writer, NOT_AUTHORISED)
+            await self._connack(writer, connect.level, NOT_AUTHORISED)
             return None
         previous = self.sessions.get(connect.client_id)
         if previous is not None:
-            previous.close()
-        authorization = self.authorizer.authorization(decision.policies)
-        session = Session(connect.client_id, authorization, writer, keep_alive=connect.keep_alive)
+            previous.close(Reason.SESSION_TAKEN_OVER)
+        session = self._session(connect, writer, self.authorizer.authorization(decision.policies))
+        session.certificate_id = decision.certificate_id
         self.sessions[connect.client_id] = session
-        await self._connack(writer, ACCEPTED)
+        await self._connack(writer, connect.level, ACCEPTED)
         return session
 
     @staticmethod
-    async def _connack(writer: asyncio.StreamWriter, code: int) -> None:
-        writer.write(packet(CONNACK, bytes([0, code])))
+    def _refusal(connect: Connect) -> int | None:
+        """The 3.1.1 return code of a CONNECT refused before its certificate is looked at, or None."""
+        if not connect.supported:
+            return UNACCEPTABLE_PROTOCOL
+        if not connect.client_id:
+            return IDENTIFIER_REJECTED
+        if connect.properties.has(Prop.AUTHENTICATION_METHOD):  # MQTT 5 enhanced authentication
+            return Reason.BAD_AUTHENTICATION_METHOD
+        return None
+
+    @staticmethod
+    def _session(connect: Connect, writer: asyncio.StreamWriter, authorization: Authorization) -> Session:
+        max_packet_size = connect.properties.get(Prop.MAXIMUM_PACKET_SIZE)
+        return Session(
+            connect.client_id,
+            authorization,
+            writer,
+            level=connect.level,
+            keep_alive=connect.keep_alive,
+            max_packet_size=max_packet_size if isinstance(max_packet_size, int) else None,
+        )
+
+    @staticmethod
+    async def _connack(writer: asyncio.StreamWriter, level: int, code: int) -> None:
+        """CONNACK; a 3.1.1 return code is sent to an MQTT 5 client as its reason code."""
+        if level == MQTT_5:
+            reasons = {
+                ACCEPTED: Reason.SUCCESS,
+                IDENTIFIER_REJECTED: Reason.CLIENT_IDENTIFIER_NOT_VALID,
+                NOT_AUTHORISED: Reason.NOT_AUTHORIZED,
+            }
+            code = reasons.get(code, code)
+            writer.write(connack_packet(level, code, CONNACK_PROPERTIES if code == Reason.SUCCESS else b""))
+        else:
+            writer.write(connack_packet(level, code))
         await writer.drain()
 
     async def _session_loop(self, session: Session, reader: asyncio.StreamReader) -> None:
-        handlers: dict[int, Callable[[Session, Packet], Awaitable[bool]]] = {
+        handlers: dict[int, Callable[[Session, Packet], Awaitable[None]]] = {
             PUBLISH: self._on_publish,
             SUBSCRIBE: self._on_subscribe,
             UNSUBSCRIBE: self._on_unsubscribe,
@@ -337,34 +344,54 @@ class MqttBroker:
         }
         keep_alive = session_timeout(session.keep_alive)
         while True:
-            received = await asyncio.wait_for(read_packet(reader), keep_alive)
+            try:
+                received = await asyncio.wait_for(read_packet(reader), keep_alive)
+            except TimeoutError:
+                raise Disconnect("keep-alive timeout", Reason.KEEP_ALIVE_TIMEOUT) from None
             if received.kind == DISCONNECT:
                 return
             handler = handlers.get(received.kind)
             if handler is None:
-                raise ProtocolError(f"unexpected packet type {received.kind}")
-            if not await handler(session, received):
-                return
+                kind = "AUTH (enhanced authentication)" if received.kind == AUTH else str(received.kind)
+                raise ProtocolError(f"unexpected packet type {kind}")
+            await handler(session, received)
 
-    async def _on_publish(self, session: Session, received: Packet) -> bool:
-        qos = (received.flags >> 1) & 0x03
-        if qos > 1:
-            raise ProtocolError("QoS 2 is not supported")
-        fields = Reader(received.body)
-        topic = fields.text()
-        packet_id = fields.u16() if qos else 0
-        payload = fields.rest()
+    async def _on_publish(self, session: Session, received: Packet) -> None:
+        publish = parse_publish(received, session.level)
+        if publish.qos > 1:
+            raise ProtocolError("QoS 2 is not supported", Reason.QOS_NOT_SUPPORTED)
+        if publish.retain and session.mqtt5:
+            raise ProtocolError("retained messages are not supported", Reason.RETAIN_NOT_SUPPORTED)
+        topic = self._topic_of(session, publish)
         if not session.authorization.may_publish(topic):
-            logger.info("PUBLISH by %s on %s denied: disconnecting", session.client_id, topic)
-            return False
-        if qos:
-            session.writer.write(packet(PUBACK, struct.pack("!H", packet_id)))
-        self._deliver(topic, payload, qos)
+            if publish.qos and session.mqtt5:
+                session.writer.write(ack_packet(PUBACK, session.level, publish.packet_id, Reason.NOT_AUTHORIZED))
+            raise Disconnect(f"PUBLISH by {session.client_id} on {topic} denied", Reason.NOT_AUTHORIZED)
+        if publish.qos:
+            session.writer.write(ack_packet(PUBACK, session.level, publish.packet_id))
+        self._deliver(session, topic, publish)
         await session.writer.drain()
-        message = json_payload(payload)
+        message = json_payload(publish.payload)
         if message is not None:
             await self._in_thread(self._to_rules, topic, message)
-        return True
+
+    @staticmethod
+    def _topic_of(session: Session, publish: Publish) -> str:
+        """The PUBLISH's topic name, resolving (and recording) an MQTT 5 topic alias; wildcards are refused."""
+        topic = publish.topic
+        alias = publish.properties.get(Prop.TOPIC_ALIAS)
+        if isinstance(alias, int):
+            if not 0 < alias <= TOPIC_ALIAS_MAXIMUM:
+                raise ProtocolError(f"topic alias {alias} is out of range", Reason.TOPIC_ALIAS_INVALID)
+            if topic:
+                session.topic_aliases[alias] = topic
+            elif alias in session.topic_aliases:
+                topic = session.topic_aliases[alias]
+            else:
+                raise ProtocolError(f"topic alias {alias} was never set", Reason.TOPIC_ALIAS_INVALID)
+        if not topic or "+" in topic or "#" in topic:
+            raise ProtocolError(f"invalid topic name {topic!r}", Reason.TOPIC_NAME_INVALID)
+        return topic
 
     def _to_rules(self, topic: str, message: Any) -> None:
         """Hand a message to the IoT rules; a failing action is logged, as AWS IoT reports it, not the device's error."""
@@ -373,49 +400,67 @@ class MqttBroker:
         except Exception:
             logger.exception("IoT rules failed on a message on %s", topic)
 
-    def _deliver(self, topic: str, payload: bytes, qos: int) -> None:
+    def _deliver(self, sender: Session, topic: str, publish: Publish) -> None:
         for subscriber in list(self.sessions.values()):
-            granted = [q for f, q in subscriber.subscriptions.items() if topic_matches(f, topic)]
-            if not granted or not subscriber.authorization.may_receive(topic):
+            grants = [
+                grant
+                for topic_filter, grant in subscriber.subscriptions.items()
+                if topic_matches(topic_filter, topic) and not (grant.no_local and subscriber is sender)
+            ]
+            if not grants or not subscriber.authorization.may_receive(topic):
                 continue
-            delivered_qos = min(qos, max(granted))
-            packet_id = subscriber.packet_id() if delivered_qos else 0
-            subscriber.writer.write(publish_packet(topic, payload, delivered_qos, packet_id))
+            qos = min(publish.qos, max(grant.qos for grant in grants))
+            properties = publish.properties.encoded(FORWARDED_PROPERTIES) if subscriber.mqtt5 else None
+            outgoing = publish_packet(topic, publish.payload, qos, subscriber.packet_id() if qos else 0, properties)
+            if subscriber.max_packet_size is not None and len(outgoing) > subscriber.max_packet_size:
+                continue  # larger than the client accepts: MQTT 5 says the server discards it
+            subscriber.writer.write(outgoing)
 
-    async def _on_subscribe(self, session: Session, received: Packet) -> bool:
-        fields = Reader(received.body)
-        packet_id = fields.u16()
-        codes = bytearray()
-        while not fields.done():
-            topic_filter, requested = fields.text(), fields.u8() & 0x03
-            if valid_filter(topic_filter) and session.authorization.may_subscribe(topic_filter):
-                granted = min(requested, 1)
-                session.subscriptions[topic_filter] = granted
-                codes.append(granted)
-            else:
-                codes.append(SUBSCRIBE_FAILURE)
-        session.writer.write(packet(SUBACK, struct.pack("!H", packet_id) + bytes(codes)))
+    async def _on_subscribe(self, session: Session, received: Packet) -> None:
+        subscribe = parse_subscribe(received, session.level)
+        if subscribe.properties.has(Prop.SUBSCRIPTION_IDENTIFIER):
+            raise ProtocolError(
+                "subscription identifiers are not supported", Reason.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED
+            )
+        codes = []
+        for subscription in subscribe.subscriptions:
+            code = self._subscription_refusal(session, subscription.topic_filter)
+            if code is None:
+                granted = min(subscription.qos, 1)
+                session.subscriptions[subscription.topic_filter] = Grant(granted, subscription.no_local)
+                code = granted
+            codes.append(code)
+        session.writer.write(codes_packet(SUBACK, session.level, subscribe.packet_id, codes))
         await session.writer.drain()
-        return True
-
-    async def _on_unsubscribe(self, session: Session, received: Packet) -> bool:
-        fields = Reader(received.body)
-        packet_id = fields.u16()
-        while not fields.done():
-            session.subscriptions.pop(fields.text(), None)
-        session.writer.write(packet(UNSUBACK, struct.pack("!H", packet_id)))
-        await session.writer.drain()
-        return True
 
     @staticmethod
-    async def _on_ping(session: Session, received: Packet) -> bool:
+    def _subscription_refusal(session: Session, topic_filter: str) -> int | None:
+        """The SUBACK failure code for a filter the session may not subscribe to, or None when it may."""
+        if topic_filter.startswith(SHARED_SUBSCRIPTION_PREFIX):
+            return Reason.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED if session.mqtt5 else SUBSCRIBE_FAILURE
+        if not valid_filter(topic_filter):
+            return Reason.TOPIC_FILTER_INVALID if session.mqtt5 else SUBSCRIBE_FAILURE
+        if not session.authorization.may_subscribe(topic_filter):
+            return Reason.NOT_AUTHORIZED if session.mqtt5 else SUBSCRIBE_FAILURE
+        return None
+
+    async def _on_unsubscribe(self, session: Session, received: Packet) -> None:
+        packet_id, filters = parse_unsubscribe(received, session.level)
+        codes = [
+            Reason.SUCCESS if session.subscriptions.pop(topic_filter, None) else Reason.NO_SUBSCRIPTION_EXISTED
+            for topic_filter in filters
+        ]
+        session.writer.write(codes_packet(UNSUBACK, session.level, packet_id, codes))
+        await session.writer.drain()
+
+    @staticmethod
+    async def _on_ping(session: Session, received: Packet) -> None:
         session.writer.write(packet(PINGRESP, b""))
         await session.writer.drain()
-        return True
 
     @staticmethod
-    async def _on_puback(session: Session, received: Packet) -> bool:
-        return True
+    async def _on_puback(session: Session, received: Packet) -> None:
+        return None
 
 
 def session_timeout(keep_alive: int) -> float | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
-from paho.mqtt.client import Client, MQTTMessage
+from paho.mqtt.client import Client, MQTTMessage, MQTTv311
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -63,12 +63,15 @@ def register_ca(aws: Aws, ca: pki.Issued, *, auto_registration: bool = True) -> 
 class Device:
     """A paho-mqtt client with the device's certificate; every wait is bounded."""
 
-    def __init__(self, endpoint: LocalEndpoint, files: DeviceFiles, client_id: str | None = None) -> None:
+    def __init__(
+        self, endpoint: LocalEndpoint, files: DeviceFiles, client_id: str | None = None, protocol: int = MQTTv311
+    ) -> None:
         self.endpoint = endpoint
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.client = Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id or files.name,
+            protocol=protocol,
             reconnect_on_failure=False,
         )
         self.client.tls_set(ca_certs=str(endpoint.cafile), certfile=str(files.bundle), keyfile=str(files.key))
@@ -76,11 +79,18 @@ class Device:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self.connack_properties: Properties | None = None
+        self.message_properties: Properties | None = None
 
     def _on_connect(
         self, client: Client, userdata: Any, flags: Any, code: ReasonCode, props: Properties | None
     ) -> None:
+        self.connack_properties = props
         self.events.put(("connect", code))
+
+    def _on_publish(self, client: Client, userdata: Any, mid: int, code: ReasonCode, props: Any) -> None:
+        self.events.put(("puback", code))
 
     def _on_disconnect(self, client: Client, userdata: Any, flags: Any, code: ReasonCode, props: Any) -> None:
         self.events.put(("disconnect", code))
@@ -89,6 +99,7 @@ class Device:
         self.events.put(("subscribe", [code.value for code in codes]))
 
     def _on_message(self, client: Client, userdata: Any, message: MQTTMessage) -> None:
+        self.message_properties = message.properties
         self.events.put(("message", (message.topic, message.payload)))
 
     def next_event(self, kind: str) -> Any:
