@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from paho.mqtt.client import Client, MQTTMessage, MQTTv311
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -64,7 +64,11 @@ class Device:
     """A paho-mqtt client with the device's certificate; every wait is bounded."""
 
     def __init__(
-        self, endpoint: LocalEndpoint, files: DeviceFiles, client_id: str | None = None, protocol: int = MQTTv311
+        self,
+        endpoint: LocalEndpoint,
+        files: DeviceFiles,
+        client_id: str | None = None,
+        protocol: MQTTProtocolVersion = MQTTv311,
     ) -> None:
         self.endpoint = endpoint
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -354,17 +358,22 @@ def test_a_revoked_certificate_is_refused(
     assert device.connect() == NOT_AUTHORISED
 
 
-def test_mosquitto_pub_is_refused_then_accepted(endpoint: LocalEndpoint, aws: Aws, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("version", "refused_status"), [("mqttv311", 5), ("mqttv5", 135)])
+def test_mosquitto_pub_is_refused_then_accepted(
+    endpoint: LocalEndpoint, aws: Aws, tmp_path: Path, version: str, refused_status: int
+) -> None:
     mosquitto_pub = shutil.which("mosquitto_pub")
     if mosquitto_pub is None:
         if os.environ.get("CI"):
             pytest.fail("mosquitto_pub is not installed (apt-get install mosquitto-clients)")
         pytest.skip("mosquitto_pub is not installed (apt-get install mosquitto-clients)")
-    ca = pki.create_ca("Mosquitto CA")
+    ca = pki.create_ca(f"Mosquitto {version} CA")
     register_ca(aws, ca)
-    files = device_files(tmp_path, ca, "mosquitto-device")
+    files = device_files(tmp_path, ca, f"mosquitto-{version}")
     command = [
         mosquitto_pub,
+        "-V",
+        version,
         "-h",
         "127.0.0.1",
         "-p",
@@ -385,7 +394,7 @@ def test_mosquitto_pub_is_refused_then_accepted(endpoint: LocalEndpoint, aws: Aw
         '{"ok": true}',
     ]
     first = subprocess.run(command, capture_output=True, text=True, timeout=WAIT_SECONDS, check=False)
-    assert first.returncode == 5, first.stderr
+    assert first.returncode == refused_status, first.stderr
     assert "not authori" in first.stderr.lower()
     wait_for(lambda: certificate_status(aws, files.certificate_id) == "ACTIVE", "the certificate ACTIVE")
     second = subprocess.run(command, capture_output=True, text=True, timeout=WAIT_SECONDS, check=False)
