@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-from paho.mqtt.client import MQTT_LOG_ERR, Client, MQTTv311
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.client import MQTT_LOG_ERR, Client
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from jitr import pki
-from jitr.commands.ca import print_json
+from jitr.commands.ca import passphrase_from_env, passphrase_option, print_json
 from jitr.commands.common import read_certificate, usage_error
 
 DEFAULT_ENDPOINT = "127.0.0.1:8883"
+PROTOCOLS = {"3.1.1": MQTTProtocolVersion.MQTTv311, "5": MQTTProtocolVersion.MQTTv5}
 KEEPALIVE_SECONDS = 30
 STEP_SECONDS = 0.1
 
@@ -58,6 +59,8 @@ class DeviceSettings:
     key: Path
     ca_bundle: Path | None
     timeout: float = 10.0
+    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv311
+    key_passphrase: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -114,13 +117,15 @@ def default_client_id(cert: Path) -> str:
     return names[0]
 
 
-def check_files(cert: Path, key: Path, ca_bundle: Path | None) -> None:
-    """Every file readable, and the key the private half of the (first) certificate."""
+def check_files(cert: Path, key: Path, ca_bundle: Path | None, passphrase: bytes | None = None) -> None:
+    """Every file readable, the key decrypted when encrypted, and the private half of the (first) certificate."""
     certificate = read_certificate(cert, "device certificate")
     if ca_bundle is not None:
         read_certificate(ca_bundle, "server CA bundle")
     try:
-        private_key = pki.load_private_key(key)
+        private_key = pki.load_private_key(key, passphrase)
+    except pki.PassphraseRequired as exc:
+        usage_error(f"{exc}: pass --key-passphrase-env VAR, VAR holding the passphrase")
     except pki.PkiError as exc:
         usage_error(str(exc))
     if not pki.key_matches(certificate, private_key):
@@ -132,12 +137,13 @@ def new_client(settings: DeviceSettings, errors: list[str]) -> Client:
     client = Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=settings.client_id,
-        protocol=MQTTv311,
+        protocol=settings.protocol,
         reconnect_on_failure=False,
     )
     ca = str(settings.ca_bundle) if settings.ca_bundle else None
+    password = settings.key_passphrase.decode() if settings.key_passphrase else None
     try:
-        client.tls_set(ca_certs=ca, certfile=str(settings.cert), keyfile=str(settings.key))
+        client.tls_set(ca_certs=ca, certfile=str(settings.cert), keyfile=str(settings.key), keyfile_password=password)
     except (ssl.SSLError, OSError) as exc:
         usage_error(f"cannot use {settings.cert} and {settings.key} for TLS: {exc}")
 
@@ -204,7 +210,7 @@ def tls_rejection(settings: DeviceSettings) -> str | None:
     """
     context = ssl.create_default_context(cafile=str(settings.ca_bundle) if settings.ca_bundle else None)
     context.maximum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(settings.cert), str(settings.key))
+    context.load_cert_chain(str(settings.cert), str(settings.key), settings.key_passphrase)
     try:
         with (
             socket.create_connection((settings.host, settings.port), timeout=settings.timeout) as raw,
@@ -219,15 +225,28 @@ def tls_rejection(settings: DeviceSettings) -> str | None:
         return None
 
 
-def publish(client: Client, topic: str, message: str, timeout: float) -> bool:
-    """Publish with QoS 1 and wait (bounded) for the PUBACK; the client is disconnected afterwards."""
+def publish(client: Client, topic: str, message: str, timeout: float) -> str | None:
+    """Publish with QoS 1 and wait (bounded) for the PUBACK: None when acknowledged, else why not.
+
+    An MQTT 5 PUBACK can carry a failure (AWS IoT answers 0x87 "not authorized" before it
+    disconnects the client): such a publish is not acknowledged. The client is disconnected afterwards.
+    """
+    answers: list[ReasonCode] = []
+
+    def on_publish(client: Client, userdata: Any, mid: int, code: ReasonCode, props: Any) -> None:
+        answers.append(code)
+
+    client.on_publish = on_publish
     info = client.publish(topic, message.encode(), qos=1)
     deadline = time.monotonic() + timeout
-    while not info.is_published() and client.is_connected() and time.monotonic() < deadline:
+    while not answers and client.is_connected() and time.monotonic() < deadline:
         client.loop(timeout=STEP_SECONDS)
-    done = info.is_published()
     disconnect(client)
-    return done
+    if not answers or not info.is_published():
+        return "no PUBACK"
+    if answers[0].is_failure:
+        return f"PUBACK {str(answers[0]).lower()}"
+    return None
 
 
 def disconnect(client: Client) -> None:
@@ -266,10 +285,14 @@ EXISTING_FILE = click.Path(path_type=Path, dir_okay=False)
 
 @click.command("connect")
 @click.option("--cert", required=True, type=EXISTING_FILE, help="The device certificate, or its bundle (then its CA).")
-@click.option("--key", required=True, type=EXISTING_FILE, help="The device's private key.")
+@click.option("--key", required=True, type=EXISTING_FILE, help="The device's private key (PEM, encrypted or not).")
+@passphrase_option("--key-passphrase-env", "an encrypted device key")
 @click.option("--ca-bundle", type=EXISTING_FILE, default=None, help="The server CA (default: the system's).")
 @click.option("--client-id", default=None, help="The MQTT client id (default: the certificate's CN).")
 @click.option("--endpoint", default=DEFAULT_ENDPOINT, show_default=True, metavar="HOST:PORT")
+@click.option(
+    "--protocol", type=click.Choice(list(PROTOCOLS)), default="3.1.1", show_default=True, help="MQTT version."
+)
 @click.option("--publish", "topic", default=None, metavar="TOPIC", help="Publish once connected (QoS 1).")
 @click.option("--message", default=None, metavar="TEXT", help="What to publish.")
 @click.option("--attempts", type=click.IntRange(min=1), default=8, show_default=True, help="CONNECTs at most.")
@@ -281,9 +304,11 @@ def connect(
     *,
     cert: Path,
     key: Path,
+    key_passphrase_env: str | None,
     ca_bundle: Path | None,
     client_id: str | None,
     endpoint: str,
+    protocol: str,
     topic: str | None,
     message: str | None,
     attempts: int,
@@ -300,8 +325,19 @@ def connect(
     if (topic is None) != (message is None):
         usage_error("pass --publish TOPIC and --message TEXT together")
     host, port = parse_endpoint(endpoint)
-    check_files(cert, key, ca_bundle)
-    settings = DeviceSettings(host, port, client_id or default_client_id(cert), cert, key, ca_bundle, timeout)
+    passphrase = passphrase_from_env(key_passphrase_env, "--key-passphrase-env")
+    check_files(cert, key, ca_bundle, passphrase)
+    settings = DeviceSettings(
+        host,
+        port,
+        client_id or default_client_id(cert),
+        cert,
+        key,
+        ca_bundle,
+        timeout,
+        protocol=PROTOCOLS[protocol],
+        key_passphrase=passphrase,
+    )
     session = Session()
 
     def say(line: str) -> None:
@@ -310,8 +346,9 @@ def connect(
     try:
         client = connect_with_backoff(settings, Backoff(attempts, initial_delay, max_delay), session, say)
         if topic is not None and message is not None:
-            session.published = publish(client, topic, message, timeout)
-            say(f"published to {topic}" if session.published else f"no PUBACK for {topic}")
+            refusal = publish(client, topic, message, timeout)
+            session.published = refusal is None
+            say(f"published to {topic}" if refusal is None else f"{refusal} for {topic}")
         else:
             disconnect(client)
     finally:

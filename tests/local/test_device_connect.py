@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -14,7 +15,15 @@ from typing import Any
 from jitr import pki
 from jitr.commands.connect import Backoff
 from jitr.local.server import LocalEndpoint
-from tests.local.test_mqtt import Aws, certificate_status, device_files, register_ca, telemetry_bucket, wait_for
+from tests.local.test_mqtt import (
+    Aws,
+    DeviceFiles,
+    certificate_status,
+    device_files,
+    register_ca,
+    telemetry_bucket,
+    wait_for,
+)
 
 RUN_SECONDS = 60.0
 JITR = [sys.executable, "-c", "from jitr.cli import main; main()"]
@@ -154,3 +163,77 @@ def test_a_publish_the_policy_denies_is_not_acknowledged(endpoint: LocalEndpoint
     assert result.returncode == 1
     assert f"no PUBACK for {topic}\n" in result.stdout
     assert result.stderr.strip() == f"jitr: error: the message to {topic} was not acknowledged"
+
+
+def test_an_mqtt5_device_denied_a_publish_reports_the_puback_reason(
+    endpoint: LocalEndpoint, aws: Aws, tmp_path: Path
+) -> None:
+    register_ca(aws, ca := pki.create_ca("Denied MQTT 5 CA"))
+    files = device_files(tmp_path, ca, "connect-device-5")
+    topic = "dt/another-device/1/telemetry"
+    result = connect(
+        endpoint, files.bundle, files.key, "--protocol", "5", "--attempts", "20", "--publish", topic, "--message", "{}"
+    )
+    assert result.returncode == 1
+    assert "attempt 1: refused (not authorized)" in result.stdout
+    assert f"PUBACK not authorized for {topic}\n" in result.stdout
+    assert result.stderr.strip() == f"jitr: error: the message to {topic} was not acknowledged"
+
+
+def encrypt_key(files: DeviceFiles, passphrase: bytes) -> Path:
+    encrypted = files.key.with_suffix(".encrypted.key")
+    encrypted.write_bytes(pki.private_key_pem(pki.load_private_key(files.key), passphrase))
+    return encrypted
+
+
+def connect_with_env(
+    endpoint: LocalEndpoint, bundle: Path, key: Path, env: dict[str, str], *extra: str
+) -> subprocess.CompletedProcess[str]:
+    arguments = ["--cert", str(bundle), "--key", str(key), "--ca-bundle", str(endpoint.cafile)]
+    arguments += ["--endpoint", f"127.0.0.1:{endpoint.mqtt_port}", "--initial-delay", "0.2", "--max-delay", "1"]
+    return subprocess.run(
+        [*JITR, "device", "connect", *arguments, *extra],
+        capture_output=True,
+        text=True,
+        timeout=RUN_SECONDS,
+        check=False,
+        env={**os.environ, **env},
+    )
+
+
+def test_an_encrypted_key_is_used_with_its_passphrase_from_the_environment(
+    endpoint: LocalEndpoint, aws: Aws, tmp_path: Path
+) -> None:
+    register_ca(aws, ca := pki.create_ca("Encrypted Key CA"))
+    files = device_files(tmp_path, ca, "connect-device-6")
+    key = encrypt_key(files, b"s3cret device key")
+    env = {"DEVICE_KEY_PASSPHRASE": "s3cret device key"}
+    topic = f"dt/{files.name}/1/telemetry"
+    result = connect_with_env(
+        endpoint,
+        files.bundle,
+        key,
+        env,
+        *("--key-passphrase-env", "DEVICE_KEY_PASSPHRASE", "--protocol", "5", "--attempts", "20"),
+        *("--publish", topic, "--message", "{}"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"published to {topic}\n" in result.stdout
+    assert "s3cret" not in result.stdout + result.stderr
+    assert certificate_status(aws, files.certificate_id) == "ACTIVE"
+
+
+def test_an_encrypted_key_without_or_with_a_wrong_passphrase_is_a_usage_error(
+    endpoint: LocalEndpoint, tmp_path: Path
+) -> None:
+    files = device_files(tmp_path, pki.create_ca("Locked Key CA"), "locked-device")
+    key = encrypt_key(files, b"right")
+    missing = connect_with_env(endpoint, files.bundle, key, {})
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (
+        f"jitr: error: {key} is encrypted and no passphrase was given: "
+        "pass --key-passphrase-env VAR, VAR holding the passphrase"
+    )
+    wrong = connect_with_env(endpoint, files.bundle, key, {"WRONG": "wrong"}, "--key-passphrase-env", "WRONG")
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip() == f"jitr: error: the passphrase does not decrypt {key}"

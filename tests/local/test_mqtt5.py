@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from paho.mqtt.client import MQTTv5, MQTTv311
+from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -42,7 +43,7 @@ class Fleet:
     first_connect: str
 
 
-def activate(endpoint: LocalEndpoint, files: DeviceFiles, protocol: int = MQTTv5) -> str:
+def activate(endpoint: LocalEndpoint, files: DeviceFiles, protocol: MQTTProtocolVersion = MQTTv5) -> str:
     """CONNECT once (JITR registers the certificate), wait for the workflow; the first CONNECT's answer."""
     device = Device(endpoint, files, protocol=protocol)
     answer = device.connect()
@@ -70,7 +71,9 @@ def devices(endpoint: LocalEndpoint) -> Iterator[list[Device]]:
         device.close()
 
 
-def connected(endpoint: LocalEndpoint, files: DeviceFiles, made: list[Device], protocol: int = MQTTv5) -> Device:
+def connected(
+    endpoint: LocalEndpoint, files: DeviceFiles, made: list[Device], protocol: MQTTProtocolVersion = MQTTv5
+) -> Device:
     device = Device(endpoint, files, protocol=protocol)
     made.append(device)
     assert device.connect() == "accepted"
