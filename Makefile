@@ -10,7 +10,7 @@ export SAM_CLI_TELEMETRY := 0
 # sam build needs the Lambda runtime's interpreter (python3.13) on PATH.
 PY313 := $(shell command -v python3.13 2>/dev/null || ls -d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null | tail -n 1)
 
-.PHONY: install demo test lint bench build deploy delete clean mosquitto-clients
+.PHONY: install demo test lint bench build deploy delete clean test-tools
 
 install: $(STAMP)
 
@@ -23,17 +23,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/jitr demo
 
-test: $(STAMP) mosquitto-clients
+test: $(STAMP) test-tools
 	$(BIN)/python -m pytest
 
-# The local endpoint's tests drive it with the real mosquitto_pub client.
-mosquitto-clients:
-	@command -v mosquitto_pub >/dev/null || { \
+# The local endpoint's tests drive it with the real mosquitto_pub client, and follow AWS's JITR
+# guide with openssl (the aws CLI is a dev dependency, in $(VENV)).
+test-tools:
+	@command -v mosquitto_pub >/dev/null && command -v openssl >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing mosquitto-clients (apt-get)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null; \
+	    echo "installing mosquitto-clients and openssl (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients openssl >/dev/null; \
 	  else \
-	    echo "make test needs mosquitto_pub: apt-get install mosquitto-clients (Debian/Ubuntu) or brew install mosquitto (macOS)"; \
+	    echo "make test needs mosquitto_pub and openssl: apt-get install mosquitto-clients openssl (Debian/Ubuntu) or brew install mosquitto openssl (macOS)"; \
 	    exit 2; \
 	  fi; }
 
