@@ -36,7 +36,7 @@ def aws_environment() -> Iterator[None]:
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
-        "POWERTOOLS_SERVICE_NAME": "jitr",
+        "POWERTOOLS_SERVICE_NAME": "jitr-registration",
         "POWERTOOLS_METRICS_NAMESPACE": "Jitr",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "DEVICE_POLICY_NAME": "jitr-device-policy",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import queue
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from cryptography.hazmat.primitives.serialization import Encoding
 from paho.mqtt.client import Client, MQTTMessage, MQTTv311
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -402,3 +404,13 @@ def test_mosquitto_pub_is_refused_then_accepted(
     s3, prefix = aws("s3"), f"dt/{files.name}/1/telemetry/"
     bucket = telemetry_bucket(endpoint)
     wait_for(lambda: s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents"), "the archived message")
+
+
+def test_the_endpoints_log_lines_carry_no_function_context(activated: Activated) -> None:
+    """The functions' Powertools logger (named by the service) is not an ancestor of the endpoint's loggers."""
+    formatters = []
+    logger: logging.Logger | None = logging.getLogger("jitr.local.mqtt")
+    while logger is not None:
+        formatters += [type(handler.formatter) for handler in logger.handlers]
+        logger = logger.parent if logger.propagate else None
+    assert LambdaPowertoolsFormatter not in formatters
