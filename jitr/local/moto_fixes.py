@@ -15,6 +15,8 @@ Each fix is a ``unittest.mock.patch`` applied for the life of a local stack:
 * GetRegistrationCode returns one code per account and region, and RegisterCACertificate
   checks the verification certificate when one is given: its CN must be that code and the
   CA must have signed it.
+* DescribeCertificate and DescribeCACertificate return the certificate's own validity (moto
+  answers a day either side of its creation) and a ``lastModifiedDate`` that status changes move.
 * DescribeEndpoint for ``iot:Data-ATS`` and ``iot:Data`` returns the local MQTT endpoint's host
   (``127.0.0.1``) once one serves the account (``set_data_endpoint``), as AWS returns the
   account's data endpoint.
@@ -31,6 +33,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from jitr_core.certificates import certificate_id
 from moto.core.responses import ActionResult, EmptyResult
+from moto.core.utils import utcnow
 from moto.iot.exceptions import InvalidRequestException, IoTClientError, ResourceAlreadyExistsException
 from moto.iot.models import FakeCaCertificate, FakeCertificate, FakeEndpoint, FakeThing, IoTBackend
 from moto.iot.responses import IoTResponse
@@ -88,10 +91,22 @@ def _update_certificate(self: IoTBackend, certificate_id: str, new_status: str) 
     if new_status in REFUSED_NEW_STATUSES:
         raise InvalidRequestException(f"a certificate cannot be set to {new_status}")
     _original_update_certificate(self, certificate_id, new_status)
+    self.describe_certificate(certificate_id).last_modified_date = utcnow()
+
+
+def _described(cert: FakeCertificate) -> dict[str, Any]:
+    """moto's description of ``cert`` with the validity of the certificate itself."""
+    description = _original_certificate_description(cert)
+    certificate = x509.load_pem_x509_certificate(cert.certificate_pem.encode())
+    description["validity"] = {
+        "notBefore": certificate.not_valid_before_utc.replace(tzinfo=None),
+        "notAfter": certificate.not_valid_after_utc.replace(tzinfo=None),
+    }
+    return description
 
 
 def _certificate_description(self: FakeCertificate) -> dict[str, Any]:
-    description = _original_certificate_description(self)
+    description = _described(self)
     if self.ca_certificate_id:
         description["caCertificateId"] = self.ca_certificate_id
     return description
@@ -190,15 +205,16 @@ def _update_ca_response(self: IoTResponse) -> EmptyResult:
     self.iot_backend.update_ca_certificate(
         certificate_id=certificate_id, new_status=new_status, config=self._get_param("registrationConfig")
     )
+    cert = self.iot_backend.describe_ca_certificate(certificate_id)
     if auto_registration is not None:
-        cert = self.iot_backend.describe_ca_certificate(certificate_id)
         cert.auto_registration_status = auto_registration  # type: ignore[attr-defined]
+    cert.last_modified_date = utcnow()
     return EmptyResult()
 
 
 def _describe_ca_response(self: IoTResponse) -> ActionResult:
     cert = self.iot_backend.describe_ca_certificate(certificate_id=self.path.split("/")[-1])
-    description = _original_certificate_description(cert)
+    description = _described(cert)
     description["autoRegistrationStatus"] = _auto_registration_status(cert)
     description.pop("transferData", None)
     return ActionResult({"certificateDescription": description, "registrationConfig": cert.registration_config})

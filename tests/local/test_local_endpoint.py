@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -155,3 +156,25 @@ def test_invalid_statuses_are_refused(aws: Aws, operation: str, arguments: dict[
     with pytest.raises(ClientError) as refused:
         getattr(iot, operation)(certificateId=target, **arguments)
     assert error_code(refused) == "InvalidRequestException"
+
+
+def test_descriptions_carry_the_certificates_validity_and_last_modification(aws: Aws) -> None:
+    iot = aws("iot")
+    ca = pki.create_ca("Local Validity CA", days=400)
+    ca_id = register_ca(aws, ca)
+    device = pki.issue_device_certificate(ca, "validity-device")
+    cert_id = iot.register_certificate(certificatePem=device.cert_pem, caCertificatePem=ca.cert_pem)["certificateId"]
+    for described, issued in (
+        (iot.describe_ca_certificate(certificateId=ca_id)["certificateDescription"], ca),
+        (iot.describe_certificate(certificateId=cert_id)["certificateDescription"], device),
+    ):
+        assert described["validity"]["notBefore"] == issued.certificate.not_valid_before_utc.astimezone()
+        assert described["validity"]["notAfter"] == issued.certificate.not_valid_after_utc.astimezone()
+    time.sleep(1.1)  # the API's dates are whole seconds
+    iot.update_ca_certificate(certificateId=ca_id, newStatus="INACTIVE")
+    iot.update_certificate(certificateId=cert_id, newStatus="ACTIVE")
+    for described in (
+        iot.describe_ca_certificate(certificateId=ca_id)["certificateDescription"],
+        iot.describe_certificate(certificateId=cert_id)["certificateDescription"],
+    ):
+        assert described["lastModifiedDate"] > described["creationDate"]
