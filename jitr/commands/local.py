@@ -110,11 +110,13 @@ class _stop_on_signals:
 
 
 def endpoint_option(command: Callable[..., R]) -> Callable[..., R]:
-    """``--endpoint-url``: where ``jitr local up`` serves the AWS API."""
+    """``--endpoint-url``: where ``jitr local up`` serves the AWS API (else ``AWS_ENDPOINT_URL``, else port 4566)."""
     return click.option(
         "--endpoint-url",
+        envvar="AWS_ENDPOINT_URL",
         default=DEFAULT_ENDPOINT,
         show_default=True,
+        show_envvar=True,
         metavar="URL",
         help="The AWS API endpoint of `jitr local up`.",
     )(command)

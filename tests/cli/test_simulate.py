@@ -127,13 +127,3 @@ def test_usage_errors_are_one_line_with_exit_status_2(
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
-
-
-def test_demo_shows_the_three_outcomes(tmp_path: Path) -> None:
-    result = runner().invoke(main, ["demo", "--keep", str(tmp_path)])
-
-    assert result.exit_code == 0, result.output
-    assert result.stdout.count("ACTIVATED") == 1
-    assert result.stdout.count("REJECTED") == 2
-    assert "REVOKED" in result.stdout
-    assert (tmp_path / "device-1.key").stat().st_mode & 0o777 == 0o600

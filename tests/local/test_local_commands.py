@@ -1,4 +1,8 @@
-"""`jitr local up`, `jitr local executions` and `jitr local execution` as a user runs them."""
+"""`jitr local up`, `jitr local executions` and `jitr local execution` as a user runs them.
+
+The tests that start a stack of their own come last: stopping a stack resets moto's
+in-process state, which the module's endpoint shares.
+"""
 
 from __future__ import annotations
 
@@ -96,6 +100,15 @@ def test_execution_prints_its_path_and_history(
     assert lines[1] == f"  path:  {' → '.join(rejected.states)}"
     assert any("ThingNameWildcard" in line for line in lines)
     assert sum(1 for line in lines if "StateEntered" in line) == len(rejected.states)
+
+
+def test_executions_reach_the_endpoint_named_by_aws_endpoint_url(
+    endpoint: LocalEndpoint, registrations: dict[str, RegistrationResult]
+) -> None:
+    run = runner().invoke(main, ["local", "executions", "--json"], env={"AWS_ENDPOINT_URL": endpoint.stack.api_url})
+    assert run.exit_code == 0, run.stderr
+    listed = {e["executionArn"] for e in json.loads(run.stdout)}
+    assert registrations["activated"].execution_arn in listed
 
 
 def test_an_unknown_execution_is_a_one_line_error(endpoint: LocalEndpoint) -> None:
