@@ -81,9 +81,18 @@ def simulate(
 
 
 @main.command()
-@click.option("--keep", type=click.Path(path_type=Path), default=None, help="Keep the demo's CA and devices in DIR.")
+@click.option(
+    "--keep",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Work in DIR and keep it: the CA, the devices and the local stack's log.",
+)
 def demo(keep: Path | None) -> None:
-    """Run three devices through the workflow locally: one valid, one with an illegal CN, one revoked."""
+    """JITR end to end on a local stack: three devices connect over mutual TLS, with the jitr commands.
+
+    One valid device is activated and its telemetry archived, one with an illegal CN is
+    rejected, one revoked before it first connects is rejected. Exit 0 when all three end so.
+    """
     from jitr.demo import run_demo
 
     sys.exit(run_demo(keep))
