@@ -80,7 +80,7 @@ from jitr.local.mqtt_packets import (
     read_packet,
 )
 from jitr.local.rules import topic_matches
-from jitr.local.tls import ClientTrust
+from jitr.local.tls import ClientTrust, send_handshake_alerts
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -173,6 +173,7 @@ class MqttBroker:
 
     def start(self) -> int:
         """Listen, and return the port in use; a port that cannot be bound is a ``LocalRuntimeError``."""
+        send_handshake_alerts()
         self._thread = threading.Thread(target=self._run, daemon=True, name="jitr-local-mqtt")
         self._thread.start()
         if not self._started.wait(START_TIMEOUT_SECONDS):

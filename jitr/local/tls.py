@@ -10,12 +10,15 @@ registered, or that presents no certificate, fails the TLS handshake.
 
 from __future__ import annotations
 
+import asyncio.sslproto
+import contextlib
 import ipaddress
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -102,3 +105,26 @@ class ClientTrust:
         if cas:
             context.load_verify_locations(cadata="\n".join(sorted(cas)))
         return context
+
+
+def send_handshake_alerts() -> None:
+    """Make asyncio send the TLS alert of a failed server handshake before it closes the connection.
+
+    asyncio's SSL transport closes the socket as soon as the handshake fails, dropping the
+    alert OpenSSL has just written ("unknown ca", "certificate required"): a device then sees
+    only a lost connection, where AWS IoT tells it why. The alert is flushed to the socket
+    first. Idempotent; a Python whose SSL transport lacks the hook is left as it is.
+    """
+    protocol = asyncio.sslproto.SSLProtocol
+    original = getattr(protocol, "_on_handshake_complete", None)
+    if original is None or not hasattr(protocol, "_process_outgoing") or getattr(original, "sends_alerts", False):
+        return
+
+    def on_handshake_complete(self: Any, handshake_exc: BaseException | None) -> None:
+        if handshake_exc is not None:
+            with contextlib.suppress(Exception):
+                self._process_outgoing()
+        original(self, handshake_exc)
+
+    on_handshake_complete.sends_alerts = True  # type: ignore[attr-defined]
+    setattr(protocol, "_on_handshake_complete", on_handshake_complete)  # noqa: B010 (a method of a class not ours)
