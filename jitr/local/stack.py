@@ -34,6 +34,11 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.config import DefaultConfig
+from moto.core.models import botocore_stubber
+from moto.settings import moto_server_port
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from jitr.local import moto_fixes
 from jitr.local.errors import LocalRuntimeError
@@ -50,6 +55,9 @@ MOTO_CONFIG: DefaultConfig = {
 }
 # Set for every local invocation: no X-Ray daemon runs here.
 LOCAL_FUNCTION_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_DEV": "false"}
+# Executions the interpreter runs at once; the others wait their turn (see ExecutionPool).
+MAX_RUNNING_EXECUTIONS = 2
+EXECUTIONS_STOP_SECONDS = 10.0
 
 # One handler runs at a time: handlers read os.environ and print to stdout, both process-wide.
 _INVOKE_LOCK = threading.RLock()
@@ -151,6 +159,7 @@ class LocalStack:
         # Set for every function by the AWS the stack runs on (its endpoint, in server mode).
         self.endpoint_environment: dict[str, str] = {}
         self._faults: dict[tuple[str, str], deque[Fault]] = defaultdict(deque)
+        self._executions = ExecutionPool(MAX_RUNNING_EXECUTIONS)
         self._exit = ExitStack()
         self._module_prefix = f"jitr_local_{uuid.uuid4().hex[:8]}"
 
@@ -192,6 +201,14 @@ class LocalStack:
         self._exit.enter_context(
             mock.patch.object(botocore.client.BaseClient, "_make_api_call", _recording_make_api_call)
         )
+        pool = self._executions
+
+        def start_execution(worker: ExecutionWorker) -> None:
+            pool.submit(worker)
+
+        self._exit.enter_context(mock.patch.object(ExecutionWorker, "start", start_execution))
+        self._exit.enter_context(mock.patch.object(lambda_eval_utils, "boto_client_for", InterpreterClients()))
+        self._executions.start()
         self._deploy()
 
     def _start_aws(self) -> None:
@@ -199,6 +216,8 @@ class LocalStack:
         self._exit.enter_context(mock_aws(config=MOTO_CONFIG))
 
     def stop(self) -> None:
+        """Drop the executions still waiting, let the running ones finish (bounded), then stop AWS."""
+        self._executions.stop(EXECUTIONS_STOP_SECONDS)
         self._exit.close()
         for module_name in [m for m in sys.modules if m.startswith(self._module_prefix)]:
             del sys.modules[module_name]
@@ -336,6 +355,122 @@ class LocalStack:
     def api_call_counts(self) -> Counter[str]:
         """How many calls the handlers made, by ``service:Operation``."""
         return Counter(f"{c.service}:{c.operation}" for c in self.api_calls)
+
+
+class ExecutionPool:
+    """Runs the state machine's executions, ``size`` at a time.
+
+    moto's interpreter gives each execution a thread of its own as soon as it starts; with
+    hundreds started at once (a fleet connecting, every retry of a pending certificate
+    publishing its registration event again) they contend for one interpreter and the
+    one-at-a-time handlers, and none finishes. Here an execution is ``RUNNING`` from its start,
+    as on AWS, and its states run when a slot frees. On AWS a repeated registration event
+    delays no other device; locally the executions for a certificate (the ``certificateId`` of
+    their input) that has had one already wait until no first execution does, and run
+    ``repeats_at_once`` at a time, so a crowd of retrying devices does not hold back the devices
+    not yet registered, nor the MQTT endpoint they connect to. Otherwise, oldest first.
+    """
+
+    def __init__(self, size: int, repeats_at_once: int = 1) -> None:
+        self.size = size
+        self.repeats_at_once = repeats_at_once
+        self._repeats_running = 0
+        self._ready = threading.Condition()
+        self._first: deque[ExecutionWorker] = deque()
+        self._repeated: deque[ExecutionWorker] = deque()
+        self._seen: set[str] = set()
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self._stopping = False
+        self._threads = [
+            threading.Thread(target=self._run, daemon=True, name=f"jitr-local-execution-{n}") for n in range(self.size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, worker: ExecutionWorker) -> None:
+        """What ``ExecutionWorker.start`` does here: queue the execution."""
+        key = _certificate_of(worker)
+        with self._ready:
+            if key is not None and key in self._seen:
+                self._repeated.append(worker)
+            else:
+                self._first.append(worker)
+                if key is not None:
+                    self._seen.add(key)
+            self._ready.notify()
+
+    def stop(self, timeout: float) -> None:
+        """Forget the executions not yet begun; wait up to ``timeout`` seconds for the running ones."""
+        with self._ready:
+            self._stopping = True
+            self._first.clear()
+            self._repeated.clear()
+            self._ready.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0))
+        self._threads = []
+
+    def _may_repeat(self) -> bool:
+        return bool(self._repeated) and self._repeats_running < self.repeats_at_once
+
+    def _next(self) -> tuple[ExecutionWorker, bool] | None:
+        """The next execution to run and whether it repeats a certificate's; None when stopping."""
+        with self._ready:
+            while not (self._stopping or self._first or self._may_repeat()):
+                self._ready.wait()
+            if self._stopping:
+                return None
+            if self._first:
+                return self._first.popleft(), False
+            self._repeats_running += 1
+            return self._repeated.popleft(), True
+
+    def _run(self) -> None:
+        while (taken := self._next()) is not None:
+            worker, repeat = taken
+            try:
+                worker._execution_logic()
+            except Exception:  # the interpreter records failures in the history; a crash must not end the pool
+                logging.getLogger(__name__).exception("an execution ended on an error")
+            finally:
+                if repeat:
+                    with self._ready:
+                        self._repeats_running -= 1
+                        self._ready.notify()
+
+
+class InterpreterClients:
+    """The Lambda clients of moto's interpreter, made once per region and endpoint rather than per Task.
+
+    Making a boto3 client costs tens of milliseconds, more than the invocation it serves.
+    """
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, str, bool, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, region: str, service: str, state_credentials: Any = None) -> Any:
+        key = (region, service, botocore_stubber.enabled, moto_server_port())
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = boto_client_for(region, service, state_credentials)
+            return self._clients[key]
+
+
+def _certificate_of(worker: ExecutionWorker) -> str | None:
+    """The ``certificateId`` of an execution's input (a registration event), if it has one."""
+    document = worker._evaluation_details.execution_details.inpt
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except ValueError:
+            return None
+    value = document.get("certificateId") if isinstance(document, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _placeholder_zip() -> bytes:
