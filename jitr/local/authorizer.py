@@ -17,6 +17,7 @@ The registry is moto's AWS IoT backend of the local stack, read in process.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,16 @@ class Authorizer:
 
     def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
+        self._iot: LocalIot | None = None
+        self._iot_lock = threading.Lock()
+
+    @property
+    def iot(self) -> LocalIot:
+        """AWS IoT's side of a registration, with its clients made once (making one costs tens of ms)."""
+        with self._iot_lock:
+            if self._iot is None:
+                self._iot = LocalIot(self.stack)
+            return self._iot
 
     @property
     def backend(self) -> IoTBackend:
@@ -117,7 +128,7 @@ class Authorizer:
             return ConnectDecision(False, "no registered CA issued the certificate", cert_id)
         if ca.status != ACTIVE or getattr(ca, "auto_registration_status", None) != AUTO_REGISTRATION_ENABLED:
             return ConnectDecision(False, "the certificate's CA does not auto-register certificates", cert_id)
-        LocalIot(self.stack).register_device_certificate(leaf.public_bytes(Encoding.PEM).decode(), ca.certificate_pem)
+        self.iot.register_device_certificate(leaf.public_bytes(Encoding.PEM).decode(), ca.certificate_pem)
         self._publish_registration(cert_id, ca.certificate_id)
         return ConnectDecision(False, "the certificate was registered as PENDING_ACTIVATION", cert_id)
 

@@ -220,6 +220,8 @@ class MqttBroker:
         self.sessions.clear()
         if self._calls:  # registrations and rule actions under way finish before the stack stops
             await asyncio.wait(list(self._calls), timeout=START_TIMEOUT_SECONDS)
+        for call in list(self._calls):  # those still waiting for a thread never start
+            call.cancel()
         for task in list(self._connections):
             task.cancel()
         if self._connections:
