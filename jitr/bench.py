@@ -1,5 +1,6 @@
 """``make bench``: what one registration costs, how fast the local stack registers a fleet,
-how fast device certificates are issued and policies evaluated.
+how fast device certificates are issued and policies evaluated, and how long devices
+connecting to the local endpoint wait to be onboarded (:mod:`jitr.bench_local`).
 
 Prints, and writes to ``.bench/results.json`` (merged with rows other benchmarks add):
 the AWS API calls the handlers make per registration (cold and warm functions), the
@@ -23,7 +24,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from jitr import bench_pki, bench_policy, pki
+from jitr import bench_local, bench_pki, bench_policy, pki
 from jitr.local.registration import LocalIot
 from jitr.local.stack import PROJECT_ROOT, LocalStack
 
@@ -214,12 +215,20 @@ def main() -> None:
     pki_results = bench_pki.run()
     console.print("Measuring policy evaluation…")
     policy_results = bench_policy.run()
+    console.print("Onboarding devices on the local endpoint (one after another, then all at once)…")
+    local_results = bench_local.run()
     results.update(pki_results)
     results.update(policy_results)
+    results.update(local_results)
     results["python"] = sys.version.split()[0]
-    report(results, console, bench_pki.rows(pki_results) + bench_policy.rows(policy_results))
+    extra_rows = bench_pki.rows(pki_results) + bench_policy.rows(policy_results) + bench_local.rows(local_results)
+    report(results, console, extra_rows)
     save(results)
     console.print(f"Written to {RESULTS.relative_to(PROJECT_ROOT)}")
+    if problems := bench_local.failures(local_results):
+        for problem in problems:
+            console.print(f"[red]FAILED:[/red] {problem}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
