@@ -15,6 +15,8 @@ Each fix is a ``unittest.mock.patch`` applied for the life of a local stack:
 * GetRegistrationCode returns one code per account and region, and RegisterCACertificate
   checks the verification certificate when one is given: its CN must be that code and the
   CA must have signed it.
+* DescribeCertificate looks the certificate up by id (moto scans every certificate, which
+  fails while another request registers one).
 * DescribeCertificate and DescribeCACertificate return the certificate's own validity (moto
   answers a day either side of its creation) and a ``lastModifiedDate`` that status changes move.
 * DescribeEndpoint for ``iot:Data-ATS`` and ``iot:Data`` returns the local MQTT endpoint's host
@@ -34,7 +36,12 @@ from cryptography.exceptions import InvalidSignature
 from jitr_core.certificates import certificate_id
 from moto.core.responses import ActionResult, EmptyResult
 from moto.core.utils import utcnow
-from moto.iot.exceptions import InvalidRequestException, IoTClientError, ResourceAlreadyExistsException
+from moto.iot.exceptions import (
+    InvalidRequestException,
+    IoTClientError,
+    ResourceAlreadyExistsException,
+    ResourceNotFoundException,
+)
 from moto.iot.models import FakeCaCertificate, FakeCertificate, FakeEndpoint, FakeThing, IoTBackend
 from moto.iot.responses import IoTResponse
 
@@ -92,6 +99,13 @@ def _update_certificate(self: IoTBackend, certificate_id: str, new_status: str) 
         raise InvalidRequestException(f"a certificate cannot be set to {new_status}")
     _original_update_certificate(self, certificate_id, new_status)
     self.describe_certificate(certificate_id).last_modified_date = utcnow()
+
+
+def _describe_certificate(self: IoTBackend, certificate_id: str) -> FakeCertificate:
+    certificate = self.certificates.get(certificate_id)
+    if certificate is None:
+        raise ResourceNotFoundException()
+    return certificate
 
 
 def _described(cert: FakeCertificate) -> dict[str, Any]:
@@ -258,5 +272,6 @@ def apply(stack: ExitStack) -> None:
     stack.enter_context(mock.patch.object(IoTResponse, "list_ca_certificates", _list_ca_response, create=True))
     stack.enter_context(mock.patch.object(IoTBackend, "create_thing", _create_thing))
     stack.enter_context(mock.patch.object(IoTBackend, "update_certificate", _update_certificate))
+    stack.enter_context(mock.patch.object(IoTBackend, "describe_certificate", _describe_certificate))
     stack.enter_context(mock.patch.object(FakeCertificate, "to_description_dict", _certificate_description))
     stack.enter_context(mock.patch.object(IoTBackend, "describe_endpoint", _describe_endpoint))

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.serialization import Encoding
+from moto.iot.models import iot_backends
 
 from jitr import pki
 from jitr.local.server import LocalEndpoint
@@ -178,3 +180,30 @@ def test_descriptions_carry_the_certificates_validity_and_last_modification(aws:
         iot.describe_certificate(certificateId=cert_id)["certificateDescription"],
     ):
         assert described["lastModifiedDate"] > described["creationDate"]
+
+
+class RegistryBeingWritten(OrderedDict[str, Any]):
+    """The certificate registry as another request sees it while registering one: iterating it fails."""
+
+    def values(self) -> Any:
+        raise RuntimeError("OrderedDict mutated during iteration")
+
+    def __iter__(self) -> Any:
+        raise RuntimeError("OrderedDict mutated during iteration")
+
+
+def test_describing_a_certificate_does_not_walk_the_registry(endpoint: LocalEndpoint, aws: Aws) -> None:
+    """Devices register while the workflow describes theirs: the lookup must not iterate the registry."""
+    iot = aws("iot")
+    ca = pki.create_ca("Local Lookup CA")
+    register_ca(aws, ca)
+    device = pki.issue_device_certificate(ca, "lookup-device")
+    cert_id = iot.register_certificate(certificatePem=device.cert_pem, caCertificatePem=ca.cert_pem)["certificateId"]
+    backend = iot_backends[endpoint.stack.account_id][endpoint.stack.region]
+    registry = backend.certificates
+    backend.certificates = RegistryBeingWritten(registry)
+    try:
+        described = iot.describe_certificate(certificateId=cert_id)["certificateDescription"]
+    finally:
+        backend.certificates = registry
+    assert described["certificateId"] == cert_id
