@@ -416,18 +416,22 @@ def test_the_endpoints_log_lines_carry_no_function_context(activated: Activated)
     assert LambdaPowertoolsFormatter not in formatters
 
 
+def send_connect(context: ssl.SSLContext, raw: socket.socket) -> bytes:
+    """Handshake, send CONNECT and read the answer (under TLS 1.3 the server judges the certificate after this)."""
+    with context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(bytes([0x10, 12, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 30, 0, 0]))
+        return tls.recv(4)
+
+
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2], ids=["TLS 1.3", "TLS 1.2"])
 def test_an_unknown_ca_gets_the_tls_alert_unknown_ca(endpoint: LocalEndpoint, tmp_path: Path, version: Any) -> None:
     files = device_files(tmp_path, pki.create_ca("Alerted CA"), "alerted-device")
     context = ssl.create_default_context(cafile=str(endpoint.cafile))
     context.minimum_version = context.maximum_version = version
     context.load_cert_chain(str(files.bundle), str(files.key))
-    connect = bytes([0x10, 12, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 30, 0, 0])
     with (
         socket.create_connection(("127.0.0.1", endpoint.mqtt_port), timeout=WAIT_SECONDS) as raw,
         pytest.raises(ssl.SSLError) as raised,
-        context.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
-        tls.sendall(connect)  # under TLS 1.3 the server judges the certificate after the client's handshake
-        tls.recv(4)
+        send_connect(context, raw)
     assert raised.value.reason == "TLSV1_ALERT_UNKNOWN_CA"
