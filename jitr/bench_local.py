@@ -205,17 +205,24 @@ def in_device_process(
         return pool.submit(fleet, list(devices), backoff, give_up).result()
 
 
-def first_connect_to_active(devices: int = FIRST_CONNECT_DEVICES, give_up: float = GIVE_UP_SECONDS) -> dict[str, Any]:
-    """Seconds from a new device's first CONNECT to its accepted CONNACK, devices one after another."""
+def onboard_fleet(
+    prefix: str, fleet: Fleet, devices: int, backoff: Backoff, give_up: float
+) -> tuple[list[Onboarding], Counter[str]]:
+    """A fresh endpoint and CA, ``devices`` new devices run by ``fleet``; their onboardings and the executions."""
     with (
         tempfile.TemporaryDirectory(prefix="jitr-bench-local-") as scratch,
         LocalEndpoint(api_port=0, mqtt_port=0) as endpoint,
     ):
-        ca = pki.create_ca("bench first CONNECT CA")
+        ca = pki.create_ca(f"bench {prefix} CA")
         register_ca(endpoint, ca)
-        devices_files = issue_devices(ca, "first", devices, Path(scratch), endpoint)
-        onboardings = in_device_process(sequential, devices_files, FIRST_CONNECT_BACKOFF, give_up)
-        executions = settled_executions(endpoint)
+        devices_files = issue_devices(ca, prefix, devices, Path(scratch), endpoint)
+        onboardings = in_device_process(fleet, devices_files, backoff, give_up)
+        return onboardings, settled_executions(endpoint)
+
+
+def first_connect_to_active(devices: int = FIRST_CONNECT_DEVICES, give_up: float = GIVE_UP_SECONDS) -> dict[str, Any]:
+    """Seconds from a new device's first CONNECT to its accepted CONNACK, devices one after another."""
+    onboardings, executions = onboard_fleet("first", sequential, devices, FIRST_CONNECT_BACKOFF, give_up)
     seconds = [o.seconds for o in onboardings if o.seconds is not None]
     attempts = [o.attempts for o in onboardings]
     return {
@@ -231,16 +238,7 @@ def first_connect_to_active(devices: int = FIRST_CONNECT_DEVICES, give_up: float
 
 def crowd(devices: int = CROWD_DEVICES, give_up: float = GIVE_UP_SECONDS) -> dict[str, Any]:
     """Start ``devices`` new devices at once; how fast they are onboarded, and how many never are."""
-    with (
-        tempfile.TemporaryDirectory(prefix="jitr-bench-local-") as scratch,
-        LocalEndpoint(api_port=0, mqtt_port=0) as endpoint,
-    ):
-        ca = pki.create_ca("bench crowd CA")
-        register_ca(endpoint, ca)
-        devices_files = issue_devices(ca, "crowd", devices, Path(scratch), endpoint)
-        onboardings = in_device_process(all_at_once, devices_files, CROWD_BACKOFF, give_up)
-        executions = settled_executions(endpoint)
-    return crowd_results(onboardings, executions)
+    return crowd_results(*onboard_fleet("crowd", all_at_once, devices, CROWD_BACKOFF, give_up))
 
 
 def crowd_results(onboardings: Sequence[Onboarding], executions: Counter[str]) -> dict[str, Any]:
