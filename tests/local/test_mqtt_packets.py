@@ -34,7 +34,7 @@ def v5_publish(topic: str, properties: bytes, payload: bytes, qos: int = 1) -> P
     return Packet(PUBLISH, qos << 1, body + payload)
 
 
-def reparse(data: bytes, level: int) -> Packet:
+def reparse(data: bytes) -> Packet:
     """A packet the server wrote, read back (single-byte remaining length only)."""
     return Packet(data[0] >> 4, data[0] & 0x0F, data[2:])
 
@@ -55,14 +55,14 @@ def test_a_v5_publish_is_read_with_its_properties() -> None:
 def test_forwarding_keeps_message_properties_and_drops_the_topic_alias() -> None:
     publish = parse_publish(v5_publish("dt/a/1", USER + ALIAS + CONTENT_TYPE, b"{}"), MQTT_5)
     forwarded = publish_packet("dt/a/1", b"{}", 1, 9, publish.properties.encoded(FORWARDED_PROPERTIES))
-    again = parse_publish(reparse(forwarded, MQTT_5), MQTT_5)
+    again = parse_publish(reparse(forwarded), MQTT_5)
     assert [key for key, _, _ in again.properties.items] == [Prop.USER_PROPERTY, Prop.CONTENT_TYPE]
     assert (again.topic, again.packet_id, again.payload) == ("dt/a/1", 9, b"{}")
 
 
 def test_a_311_subscriber_gets_the_message_without_properties() -> None:
     delivered = publish_packet("dt/a/1", b"{}", 1, 9, None)
-    again = parse_publish(reparse(delivered, MQTT_311), MQTT_311)
+    again = parse_publish(reparse(delivered), MQTT_311)
     assert (again.topic, again.packet_id, again.payload) == ("dt/a/1", 9, b"{}")
 
 
