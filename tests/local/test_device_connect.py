@@ -29,12 +29,20 @@ RUN_SECONDS = 60.0
 JITR = [sys.executable, "-c", "from jitr.cli import main; main()"]
 
 
-def jitr(*args: str) -> subprocess.CompletedProcess[str]:
-    """The command in its own process, as a device runs it (the endpoint's functions log to this one's stdout)."""
-    return subprocess.run([*JITR, *args], capture_output=True, text=True, timeout=RUN_SECONDS, check=False)
+def jitr(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The command in its own process, as a device runs it (the endpoint's functions log to this one's stdout).
+
+    ``env`` adds variables to this process's environment.
+    """
+    environment = {**os.environ, **env} if env is not None else None
+    return subprocess.run(
+        [*JITR, *args], capture_output=True, text=True, timeout=RUN_SECONDS, check=False, env=environment
+    )
 
 
-def connect(endpoint: LocalEndpoint, bundle: Path, key: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def connect(
+    endpoint: LocalEndpoint, bundle: Path, key: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return jitr(
         "device",
         "connect",
@@ -51,6 +59,7 @@ def connect(endpoint: LocalEndpoint, bundle: Path, key: Path, *extra: str) -> su
         "--max-delay",
         "1",
         *extra,
+        env=env,
     )
 
 
@@ -186,21 +195,6 @@ def encrypt_key(files: DeviceFiles, passphrase: bytes) -> Path:
     return encrypted
 
 
-def connect_with_env(
-    endpoint: LocalEndpoint, bundle: Path, key: Path, env: dict[str, str], *extra: str
-) -> subprocess.CompletedProcess[str]:
-    arguments = ["--cert", str(bundle), "--key", str(key), "--ca-bundle", str(endpoint.cafile)]
-    arguments += ["--endpoint", f"127.0.0.1:{endpoint.mqtt_port}", "--initial-delay", "0.2", "--max-delay", "1"]
-    return subprocess.run(
-        [*JITR, "device", "connect", *arguments, *extra],
-        capture_output=True,
-        text=True,
-        timeout=RUN_SECONDS,
-        check=False,
-        env={**os.environ, **env},
-    )
-
-
 def test_an_encrypted_key_is_used_with_its_passphrase_from_the_environment(
     endpoint: LocalEndpoint, aws: Aws, tmp_path: Path
 ) -> None:
@@ -209,13 +203,13 @@ def test_an_encrypted_key_is_used_with_its_passphrase_from_the_environment(
     key = encrypt_key(files, b"s3cret device key")
     env = {"DEVICE_KEY_PASSPHRASE": "s3cret device key"}
     topic = f"dt/{files.name}/1/telemetry"
-    result = connect_with_env(
+    result = connect(
         endpoint,
         files.bundle,
         key,
-        env,
         *("--key-passphrase-env", "DEVICE_KEY_PASSPHRASE", "--protocol", "5", "--attempts", "20"),
         *("--publish", topic, "--message", "{}"),
+        env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"published to {topic}\n" in result.stdout
@@ -228,12 +222,12 @@ def test_an_encrypted_key_without_or_with_a_wrong_passphrase_is_a_usage_error(
 ) -> None:
     files = device_files(tmp_path, pki.create_ca("Locked Key CA"), "locked-device")
     key = encrypt_key(files, b"right")
-    missing = connect_with_env(endpoint, files.bundle, key, {})
+    missing = connect(endpoint, files.bundle, key, env={})
     assert missing.returncode == 2
     assert missing.stderr.strip() == (
         f"jitr: error: {key} is encrypted and no passphrase was given: "
         "pass --key-passphrase-env VAR, VAR holding the passphrase"
     )
-    wrong = connect_with_env(endpoint, files.bundle, key, {"WRONG": "wrong"}, "--key-passphrase-env", "WRONG")
+    wrong = connect(endpoint, files.bundle, key, "--key-passphrase-env", "WRONG", env={"WRONG": "wrong"})
     assert wrong.returncode == 2
     assert wrong.stderr.strip() == f"jitr: error: the passphrase does not decrypt {key}"
