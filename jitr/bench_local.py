@@ -42,11 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paho.mqtt.client import Client
-
 from jitr import pki
-from jitr.commands.connect import Backoff, DeviceSettings, connect_once
+from jitr.commands.connect import Backoff, DeviceSettings, connect_once, disconnect
 from jitr.local.executions import list_executions
+from jitr.local.registration import LocalIot
 from jitr.local.server import LOCAL_HOST, LocalEndpoint
 
 FIRST_CONNECT_DEVICES = int(os.environ.get("JITR_BENCH_FIRST_CONNECT_DEVICES", "100"))
@@ -93,12 +92,6 @@ class Onboarding:
         return None if self.accepted is None else self.accepted - self.first_connect
 
 
-def hang_up(client: Client) -> None:
-    """Send DISCONNECT on an accepted connection and close it."""
-    client.disconnect()
-    client.loop(timeout=0.05)
-
-
 def onboard(settings: DeviceSettings, backoff: Backoff, give_up: float) -> Onboarding:
     """Connect until a CONNECT is accepted, sleeping the backoff after every failed attempt.
 
@@ -113,26 +106,12 @@ def onboard(settings: DeviceSettings, backoff: Backoff, give_up: float) -> Onboa
         result = connect_once(settings)
         if result.client is not None:
             accepted = time.perf_counter()
-            hang_up(result.client)
+            disconnect(result.client)
             return Onboarding(settings.client_id, first, accepted, attempt, refusals)
         refusals[f"{result.outcome}: {result.detail}"] += 1
         if time.perf_counter() - first > give_up:
             return Onboarding(settings.client_id, first, None, attempt, refusals)
         time.sleep(backoff.delay(min(attempt, _DOUBLINGS)))
-
-
-def register_ca(endpoint: LocalEndpoint, ca: pki.Issued) -> str:
-    """Register ``ca`` ACTIVE with auto-registration, proving possession with a verification certificate."""
-    iot = endpoint.stack.client("iot")
-    code = iot.get_registration_code()["registrationCode"]
-    verification = pki.certificate_pem(pki.create_verification_certificate(ca, code)).decode()
-    registered = iot.register_ca_certificate(
-        caCertificate=ca.cert_pem,
-        verificationCertificate=verification,
-        setAsActive=True,
-        allowAutoRegistration=True,
-    )
-    return str(registered["certificateId"])
 
 
 def issue_devices(
@@ -214,7 +193,7 @@ def onboard_fleet(
         LocalEndpoint(api_port=0, mqtt_port=0) as endpoint,
     ):
         ca = pki.create_ca(f"bench {prefix} CA")
-        register_ca(endpoint, ca)
+        LocalIot(endpoint.stack).register_ca(ca.cert_pem)  # ACTIVE, auto-registration on
         devices_files = issue_devices(ca, prefix, devices, Path(scratch), endpoint)
         onboardings = in_device_process(fleet, devices_files, backoff, give_up)
         return onboardings, settled_executions(endpoint)
