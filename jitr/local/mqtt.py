@@ -102,6 +102,14 @@ CONNACK_PROPERTIES = property_block(
 )
 
 
+# The 3.1.1 CONNACK return codes the endpoint sends, as MQTT 5 reason codes.
+MQTT5_CONNACK_REASONS = {
+    ACCEPTED: Reason.SUCCESS,
+    IDENTIFIER_REJECTED: Reason.CLIENT_IDENTIFIER_NOT_VALID,
+    NOT_AUTHORISED: Reason.NOT_AUTHORIZED,
+}
+
+
 @dataclass(frozen=True)
 class Grant:
     """A subscription a session holds: the QoS granted and MQTT 5's No Local option."""
@@ -301,7 +309,11 @@ class MqttBroker:
 
     @staticmethod
     def _refusal(connect: Connect) -> int | None:
-        """The 3.1.1 return code of a CONNECT refused before its certificate is looked at, or None."""
+        """The CONNACK code of a CONNECT refused before its certificate is looked at, or None.
+
+        A 3.1.1 return code (``_connack`` turns it into the MQTT 5 reason code), or a reason code
+        only MQTT 5 has.
+        """
         if not connect.supported:
             return UNACCEPTABLE_PROTOCOL
         if not connect.client_id:
@@ -326,12 +338,7 @@ class MqttBroker:
     async def _connack(writer: asyncio.StreamWriter, level: int, code: int) -> None:
         """CONNACK; a 3.1.1 return code is sent to an MQTT 5 client as its reason code."""
         if level == MQTT_5:
-            reasons = {
-                ACCEPTED: Reason.SUCCESS,
-                IDENTIFIER_REJECTED: Reason.CLIENT_IDENTIFIER_NOT_VALID,
-                NOT_AUTHORISED: Reason.NOT_AUTHORIZED,
-            }
-            code = reasons.get(code, code)
+            code = MQTT5_CONNACK_REASONS.get(code, code)
             writer.write(connack_packet(level, code, CONNACK_PROPERTIES if code == Reason.SUCCESS else b""))
         else:
             writer.write(connack_packet(level, code))
