@@ -36,6 +36,7 @@ from rich.text import Text
 
 from jitr import pki
 from jitr.local.credentials import LOCAL_CREDENTIALS
+from jitr.local.executions import describe, list_executions
 
 REGION = "us-east-1"
 CRL_BUCKET = "jitr-demo-crl"
@@ -370,8 +371,6 @@ class LocalAws:
 
     def execution_of(self, certificate_id: str, timeout: float = EXECUTION_TIMEOUT_SECONDS) -> Execution:
         """The finished execution that registered ``certificate_id``; ``DemoFailed`` when none finishes in time."""
-        from jitr.local.executions import describe, list_executions  # noqa: PLC0415
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for summary in list_executions(self.sfn):
@@ -381,8 +380,6 @@ class LocalAws:
         raise DemoFailed(f"no execution for certificate {certificate_id} finished within {timeout:.0f} s")
 
     def execution_count(self) -> int:
-        from jitr.local.executions import list_executions  # noqa: PLC0415
-
         return len(list_executions(self.sfn))
 
     def _input_of(self, arn: str) -> dict[str, Any]:
